@@ -1,0 +1,265 @@
+"""Fused Triton kernels of the decoupled dynamic filter (SPEC §1.1); ``ddf_reference.py`` is their oracle.
+
+Shapes: x (B, C, H, W); channel filter fc (B, C, k, k); spatial filter fs (B, G·k², Ho, Wo); output / output
+gradient g (B, C, Ho, Wo). Every tensor is addressed through its strides (channels-last, views and the stride-0
+gradients of ``.sum()`` need no copy); accumulation is fp32 (fp64 for fp64 inputs), results are in x's dtype.
+
+Kernels (plain pointer arithmetic and masks, no block pointers: Triton 3.6 to 3.9):
+
+- ``_fwd``: program = (block of output pixels, block of channels of one head, sample). Loops over the k² taps,
+  loading an x tile [channels, pixels], the spatial-filter row of the head (shared by the tile's channels) and the
+  channel-filter column, and accumulates x·K in registers. K is never materialised.
+- ``_bwd_x``: the same tiling over *input* pixels, gathering: gx[iy, ix] = Σ_t g[oy, ox]·K_t[oy, ox] over the taps
+  with iy = oy·s + (i − r)·d (no atomics).
+- ``_bwd_filters``: program = (block of output pixels, head, channel split, sample). Per tap it forms g·x_t once
+  for a [channels, pixels] tile and reduces it both ways: over the tile's pixels into a per-pixel-block partial of
+  the channel-filter gradient, and over the channels into the spatial-filter gradient of its pixels. The pixel
+  reduction is thus split across programs (scales with resolution) and finished by a ``sum`` over pixel blocks; when
+  there are too few programs the head's channels are split too, with a ``sum`` over splits for the spatial filter.
+  Every element is written by exactly one program: the kernels are deterministic.
+
+Per-sample tensors must have fewer than 2³¹ elements (offsets inside a sample are int32).
+"""
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from .ddf_reference import accum_dtype, output_memory_format
+
+_TL_ACC = {torch.float32: tl.float32, torch.float64: tl.float64}
+_MAX_GRID_YZ = 65535
+_MAX_SAMPLE_NUMEL = 2**31 - 1
+_MIN_PROGRAMS = 512  # below this many filter-gradient programs, split the channels of a head as well
+
+
+@triton.jit
+def _fwd(x_ptr, fc_ptr, fs_ptr, out_ptr, H, W, Ho, Wo, CG,
+         sxb, sxc, sxh, sxw, sfcb, sfcc, sfci, sfcj, sfsb, sfsc, sfsh, sfsw, sob, soc, soh, sow,
+         K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, MUL: tl.constexpr, ACC: tl.constexpr,
+         BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    ncb = tl.cdiv(CG, BLOCK_C)
+    h = tl.program_id(1) // ncb
+    b = tl.program_id(2).to(tl.int64)
+    cl = (tl.program_id(1) % ncb) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = cl < CG
+    c = (h * CG + cl).to(tl.int64)
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    p_mask = p < Ho * Wo
+    oy = p // Wo
+    ox = p % Wo
+    x_rows = x_ptr + b * sxb + c[:, None] * sxc
+    fc_rows = fc_ptr + b * sfcb + c * sfcc
+    fs_row = fs_ptr + b * sfsb + (h * K * K).to(tl.int64) * sfsc + oy * sfsh + ox * sfsw
+    R: tl.constexpr = (K - 1) // 2
+    acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=ACC)
+    for t in range(K * K):
+        i = t // K
+        j = t % K
+        iy = oy * STRIDE + (i - R) * DIL
+        ix = ox * STRIDE + (j - R) * DIL
+        inside = p_mask & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+        xv = tl.load(x_rows + (iy * sxh + ix * sxw)[None, :], mask=c_mask[:, None] & inside[None, :], other=0.0)
+        fsv = tl.load(fs_row + t * sfsc, mask=p_mask, other=0.0).to(ACC)
+        fcv = tl.load(fc_rows + i * sfci + j * sfcj, mask=c_mask, other=0.0).to(ACC)
+        if MUL:
+            acc += xv.to(ACC) * (fcv[:, None] * fsv[None, :])
+        else:
+            acc += xv.to(ACC) * (fcv[:, None] + fsv[None, :])
+    out_ptrs = out_ptr + b * sob + c[:, None] * soc + (oy * soh + ox * sow)[None, :]
+    tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=c_mask[:, None] & p_mask[None, :])
+
+
+@triton.jit
+def _bwd_x(g_ptr, fc_ptr, fs_ptr, gx_ptr, H, W, Ho, Wo, CG,
+           sgb, sgc, sgh, sgw, sfcb, sfcc, sfci, sfcj, sfsb, sfsc, sfsh, sfsw, sxb, sxc, sxh, sxw,
+           K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, MUL: tl.constexpr, ACC: tl.constexpr,
+           BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    ncb = tl.cdiv(CG, BLOCK_C)
+    h = tl.program_id(1) // ncb
+    b = tl.program_id(2).to(tl.int64)
+    cl = (tl.program_id(1) % ncb) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = cl < CG
+    c = (h * CG + cl).to(tl.int64)
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    p_mask = p < H * W
+    iy = p // W
+    ix = p % W
+    g_rows = g_ptr + b * sgb + c[:, None] * sgc
+    fc_rows = fc_ptr + b * sfcb + c * sfcc
+    fs_head = fs_ptr + b * sfsb + (h * K * K).to(tl.int64) * sfsc
+    R: tl.constexpr = (K - 1) // 2
+    acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=ACC)
+    for t in range(K * K):
+        i = t // K
+        j = t % K
+        ny = iy - (i - R) * DIL  # = oy·s when this input pixel is tap t of output pixel (oy, ox)
+        nx = ix - (j - R) * DIL
+        oy = ny // STRIDE
+        ox = nx // STRIDE
+        hit = p_mask & (ny >= 0) & (nx >= 0) & (oy < Ho) & (ox < Wo)
+        if STRIDE > 1:
+            hit = hit & (oy * STRIDE == ny) & (ox * STRIDE == nx)
+        gv = tl.load(g_rows + (oy * sgh + ox * sgw)[None, :], mask=c_mask[:, None] & hit[None, :], other=0.0)
+        fsv = tl.load(fs_head + t * sfsc + oy * sfsh + ox * sfsw, mask=hit, other=0.0).to(ACC)
+        fcv = tl.load(fc_rows + i * sfci + j * sfcj, mask=c_mask, other=0.0).to(ACC)
+        if MUL:
+            acc += gv.to(ACC) * (fcv[:, None] * fsv[None, :])
+        else:
+            acc += gv.to(ACC) * (fcv[:, None] + fsv[None, :])
+    gx_ptrs = gx_ptr + b * sxb + c[:, None] * sxc + (iy * sxh + ix * sxw)[None, :]
+    tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=c_mask[:, None] & p_mask[None, :])
+
+
+@triton.jit
+def _bwd_filters(g_ptr, x_ptr, fc_ptr, fs_ptr, gfc_ptr, gfs_ptr, H, W, Ho, Wo, CG, NCS,
+                 sgb, sgc, sgh, sgw, sxb, sxc, sxh, sxw, sfcb, sfcc, sfci, sfcj, sfsb, sfsc, sfsh, sfsw,
+                 gfc_s_split, gfc_s_b, gfc_s_c, gfs_s_split, gfs_s_b, gfs_s_c,
+                 K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, MUL: tl.constexpr, ACC: tl.constexpr,
+                 BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    # gfc partial: (pixel blocks, B, C, k²), tap stride 1; gfs partial: (channel splits, B, G·k², Ho·Wo), pixel
+    # stride 1. A split stride of 0 means the final tensor is written directly.
+    pid_p = tl.program_id(0)
+    h = tl.program_id(1) // NCS
+    split = tl.program_id(1) % NCS
+    b = tl.program_id(2).to(tl.int64)
+    ncb = tl.cdiv(CG, BLOCK_C)
+    p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    p_mask = p < Ho * Wo
+    oy = p // Wo
+    ox = p % Wo
+    fs_row = fs_ptr + b * sfsb + (h * K * K).to(tl.int64) * sfsc + oy * sfsh + ox * sfsw
+    gfc_base = gfc_ptr + pid_p.to(tl.int64) * gfc_s_split + b * gfc_s_b
+    gfs_row = gfs_ptr + split.to(tl.int64) * gfs_s_split + b * gfs_s_b + (h * K * K).to(tl.int64) * gfs_s_c + p
+    R: tl.constexpr = (K - 1) // 2
+    for t in range(K * K):
+        i = t // K
+        j = t % K
+        iy = oy * STRIDE + (i - R) * DIL
+        ix = ox * STRIDE + (j - R) * DIL
+        inside = p_mask & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+        fsv = tl.load(fs_row + t * sfsc, mask=p_mask, other=0.0).to(ACC)
+        acc_fs = tl.zeros([BLOCK_P], dtype=ACC)
+        for cb in range(split, ncb, NCS):
+            cl = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+            c_mask = cl < CG
+            c = (h * CG + cl).to(tl.int64)
+            gv = tl.load(g_ptr + b * sgb + c[:, None] * sgc + (oy * sgh + ox * sgw)[None, :],
+                         mask=c_mask[:, None] & p_mask[None, :], other=0.0)
+            xv = tl.load(x_ptr + b * sxb + c[:, None] * sxc + (iy * sxh + ix * sxw)[None, :],
+                         mask=c_mask[:, None] & inside[None, :], other=0.0)
+            gx_t = gv.to(ACC) * xv.to(ACC)  # g·x_t, [BLOCK_C, BLOCK_P]
+            if MUL:
+                fcv = tl.load(fc_ptr + b * sfcb + c * sfcc + i * sfci + j * sfcj, mask=c_mask, other=0.0).to(ACC)
+                acc_fs += tl.sum(gx_t * fcv[:, None], axis=0)
+                gfc_part = tl.sum(gx_t * fsv[None, :], axis=1)
+            else:
+                acc_fs += tl.sum(gx_t, axis=0)
+                gfc_part = tl.sum(gx_t, axis=1)
+            tl.store(gfc_base + c * gfc_s_c + t, gfc_part.to(gfc_ptr.dtype.element_ty), mask=c_mask)
+        tl.store(gfs_row + t * gfs_s_c, acc_fs.to(gfs_ptr.dtype.element_ty), mask=p_mask)
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """Tile sizes (powers of two) and the number of channel splits of the filter-gradient kernel."""
+    block_c: int
+    block_p: int
+    filter_block_c: int
+    filter_block_p: int
+    channel_splits: int
+    num_warps: int = 4
+
+
+def default_config(x: torch.Tensor, kernel_size: int, heads: int, out_hw) -> LaunchConfig:
+    """Tiles of about 2048 elements: up to 16 channels of a head × pixels; the filter-gradient tile is at least k²
+    pixels wide (so its partial sums stay smaller than x) and its channels are split when there are few programs."""
+    B, C, H, W = x.shape
+    cg, k2 = C // heads, kernel_size * kernel_size
+    n_out = out_hw[0] * out_hw[1]
+    block_c = min(triton.next_power_of_2(cg), 16)
+    block_p = min(2048 // block_c, max(16, triton.next_power_of_2(max(n_out, H * W))))
+    filter_block_p = min(max(128, triton.next_power_of_2(k2)), max(16, triton.next_power_of_2(n_out)))
+    filter_block_c = max(1, min(triton.next_power_of_2(cg), 2048 // filter_block_p))
+    programs = triton.cdiv(n_out, filter_block_p) * heads * B
+    splits = 1
+    if programs < _MIN_PROGRAMS:
+        splits = min(triton.cdiv(cg, filter_block_c), triton.cdiv(_MIN_PROGRAMS, programs), max(1, cg // k2))
+    return LaunchConfig(block_c, block_p, filter_block_c, filter_block_p, max(1, splits))
+
+
+def _check_launch(x, spatial_filter, heads, config):
+    cg = x.shape[1] // heads
+    for name, t in (('x', x), ('spatial_filter', spatial_filter)):
+        if t[0].numel() > _MAX_SAMPLE_NUMEL:
+            raise ValueError(f"ddf: backend='triton' needs fewer than 2**31 elements per sample of {name}, "
+                             f'got {t[0].numel()}; use backend=\'reference\'')
+    if x.shape[0] > _MAX_GRID_YZ or heads * triton.cdiv(cg, config.block_c) > _MAX_GRID_YZ:
+        raise ValueError(f"ddf: backend='triton' supports at most {_MAX_GRID_YZ} samples and {_MAX_GRID_YZ} "
+                         f'channel blocks, got x of shape {tuple(x.shape)}')
+
+
+def _common(x, kernel_size, spatial_filter, config):
+    heads = spatial_filter.shape[1] // (kernel_size * kernel_size)
+    out_hw = tuple(spatial_filter.shape[2:])
+    config = config or default_config(x, kernel_size, heads, out_hw)
+    _check_launch(x, spatial_filter, heads, config)
+    return heads, out_hw, config, _TL_ACC[accum_dtype(x.dtype)]
+
+
+def ddf_forward_triton(x, channel_filter, spatial_filter, kernel_size: int, stride: int, dilation: int,
+                       combine: str, config: LaunchConfig = None) -> torch.Tensor:
+    """DDF forward with the fused kernel: returns (B, C, Ho, Wo) in x's dtype. Inputs are assumed validated."""
+    B, C, H, W = x.shape
+    heads, (Ho, Wo), cfg, acc = _common(x, kernel_size, spatial_filter, config)
+    out = torch.empty((B, C, Ho, Wo), dtype=x.dtype, device=x.device, memory_format=output_memory_format(x))
+    if out.numel() == 0:
+        return out
+    grid = (triton.cdiv(Ho * Wo, cfg.block_p), heads * triton.cdiv(C // heads, cfg.block_c), B)
+    _fwd[grid](x, channel_filter, spatial_filter, out, H, W, Ho, Wo, C // heads,
+               *x.stride(), *channel_filter.stride(), *spatial_filter.stride(), *out.stride(),
+               K=kernel_size, STRIDE=stride, DIL=dilation, MUL=combine == 'mul', ACC=acc,
+               BLOCK_C=cfg.block_c, BLOCK_P=cfg.block_p, num_warps=cfg.num_warps)
+    return out
+
+
+def ddf_backward_triton(grad, x, channel_filter, spatial_filter, kernel_size: int, stride: int, dilation: int,
+                        combine: str, need_x: bool, need_fc: bool, need_fs: bool, config: LaunchConfig = None):
+    """DDF backward with the fused kernels; same contract as ``ddf_backward_reference``."""
+    B, C, H, W = x.shape
+    heads, (Ho, Wo), cfg, acc = _common(x, kernel_size, spatial_filter, config)
+    cg, k2 = C // heads, kernel_size * kernel_size
+    consts = dict(K=kernel_size, STRIDE=stride, DIL=dilation, MUL=combine == 'mul', ACC=acc, num_warps=cfg.num_warps)
+    empty = grad.numel() == 0 or x.numel() == 0
+    gx = gfc = gfs = None
+    if need_x:
+        gx = torch.zeros_like(x) if empty else torch.empty_like(x)
+        if not empty:
+            grid = (triton.cdiv(H * W, cfg.block_p), heads * triton.cdiv(cg, cfg.block_c), B)
+            _bwd_x[grid](grad, channel_filter, spatial_filter, gx, H, W, Ho, Wo, cg,
+                         *grad.stride(), *channel_filter.stride(), *spatial_filter.stride(), *gx.stride(),
+                         BLOCK_C=cfg.block_c, BLOCK_P=cfg.block_p, **consts)
+    if not (need_fc or need_fs):
+        return gx, gfc, gfs
+    if empty:
+        return gx, (torch.zeros_like(channel_filter, memory_format=torch.contiguous_format) if need_fc else None), \
+            (torch.zeros_like(spatial_filter, memory_format=torch.contiguous_format) if need_fs else None)
+    n_pblocks = triton.cdiv(Ho * Wo, cfg.filter_block_p)
+    splits = min(cfg.channel_splits, triton.cdiv(cg, cfg.filter_block_c))
+    acc_t = accum_dtype(x.dtype)
+    gfc_buf = (x.new_empty((B, C, k2)) if n_pblocks == 1 else x.new_empty((n_pblocks, B, C, k2), dtype=acc_t))
+    gfs_buf = (x.new_empty((B, heads * k2, Ho, Wo)) if splits == 1
+               else x.new_empty((splits, B, heads * k2, Ho, Wo), dtype=acc_t))
+    gfc_strides = (0, C * k2, k2) if n_pblocks == 1 else gfc_buf.stride()[:3]
+    gfs_strides = (0, heads * k2 * Ho * Wo, Ho * Wo) if splits == 1 else gfs_buf.stride()[:3]
+    grid = (n_pblocks, heads * splits, B)
+    _bwd_filters[grid](grad, x, channel_filter, spatial_filter, gfc_buf, gfs_buf, H, W, Ho, Wo, cg, splits,
+                       *grad.stride(), *x.stride(), *channel_filter.stride(), *spatial_filter.stride(),
+                       *gfc_strides, *gfs_strides,
+                       BLOCK_C=cfg.filter_block_c, BLOCK_P=cfg.filter_block_p, **consts)
+    if need_fc:
+        gfc = (gfc_buf if n_pblocks == 1 else gfc_buf.sum(0).to(x.dtype)).view(B, C, kernel_size, kernel_size)
+    if need_fs:
+        gfs = gfs_buf if splits == 1 else gfs_buf.sum(0).to(x.dtype)
+    return gx, gfc, gfs

@@ -1,0 +1,73 @@
+"""Fourier Disjoint Weight (SPEC §2.1): the spectrum parameterisation of a conv weight and its frequency bands.
+
+A weight ``W`` (Co, Ci, k, k) is tiled into ``M`` (Co·k, Ci·k) with ``M[o·k+u, i·k+v] = W[o, i, u, v]``; the
+parameter is ``rfft2(M) / s`` stored as real and imaginary parts, (Co·k, ⌊Ci·k/2⌋+1, 2), with
+``s = spectrum_scale(Ci, Co)``. Coefficient (r, c) has radial frequency √(fr² + fc²) (fr = fftfreq(Co·k)[r],
+fc = rfftfreq(Ci·k)[c]); sorted by it (stable, exact integer keys) the N coefficients are cut into ``kernel_num``
+contiguous bands, lowest first: sorted position p belongs to band ⌊p·n/N⌋ (equal sizes when n divides N, sizes
+differing by at most one otherwise).
+"""
+import torch
+
+
+def spectrum_scale(in_channels: int, out_channels: int) -> int:
+    """The divisor s = max(⌊min(Ci, Co)/2⌋, 1) of the stored spectrum (the release's ⌊min/2⌋, kept ≥ 1)."""
+    return max(min(in_channels, out_channels) // 2, 1)
+
+
+def weight_to_tiled(weight: torch.Tensor) -> torch.Tensor:
+    """(..., Co, Ci, k, k) -> (..., Co·k, Ci·k) tiled matrix M."""
+    *lead, co, ci, k, _ = weight.shape
+    return weight.transpose(-3, -2).reshape(*lead, co * k, ci * k)
+
+
+def tiled_to_weight(tiled: torch.Tensor, out_channels: int, in_channels: int, kernel_size: int) -> torch.Tensor:
+    """(..., Co·k, Ci·k) -> (..., Co, Ci, k, k), a view (not contiguous for k > 1)."""
+    k = kernel_size
+    return tiled.unflatten(-1, (in_channels, k)).unflatten(-3, (out_channels, k)).transpose(-3, -2)
+
+
+def weight_to_spectrum(weight: torch.Tensor) -> torch.Tensor:
+    """Convert a conv weight (Co, Ci, k, k) into the stored FDW spectrum (Co·k, ⌊Ci·k/2⌋+1, 2), float32."""
+    if weight.dim() != 4 or weight.shape[-1] != weight.shape[-2]:
+        raise ValueError(f'weight_to_spectrum: weight must be (Co, Ci, k, k), got shape {tuple(weight.shape)}')
+    co, ci = weight.shape[:2]
+    spectrum = torch.fft.rfft2(weight_to_tiled(weight.detach().float()))
+    return torch.view_as_real(spectrum) / spectrum_scale(ci, co)
+
+
+def spectrum_to_weight(spectrum: torch.Tensor, out_channels: int, in_channels: int, kernel_size: int) -> torch.Tensor:
+    """Inverse of :func:`weight_to_spectrum`: the static weight (Co, Ci, k, k) that the spectrum encodes.
+
+    It is the layer's kernel when every kernel attention equals 1/n (the identity initialisation).
+    """
+    k = kernel_size
+    tiled = torch.fft.irfft2(torch.view_as_complex(spectrum.float().contiguous()), s=(out_channels * k, in_channels * k))
+    weight = tiled_to_weight(tiled, out_channels, in_channels, k) * spectrum_scale(in_channels, out_channels)
+    return weight.contiguous()
+
+
+def _signed_frequency_index(n: int) -> torch.Tensor:
+    """Integer fftfreq: fftfreq(n) · n, i.e. [0, 1, …, ⌈n/2⌉−1, −⌊n/2⌋, …, −1]."""
+    index = torch.arange(n, dtype=torch.int64)
+    return torch.where(index < (n + 1) // 2, index, index - n)
+
+
+def fourier_band_index(rows: int, cols: int, kernel_num: int) -> torch.Tensor:
+    """Band of every rfft2 coefficient of a (rows, cols) real matrix: int64 (rows, ⌊cols/2⌋+1) in [0, kernel_num).
+
+    The radial key (fr² + fc²)·rows²·cols² = kr²·cols² + kc²·rows² is an exact integer, so the stable sort (ties
+    by row-major position) gives the same bands on every platform.
+    """
+    half = cols // 2 + 1
+    total = rows * half
+    if kernel_num > total:
+        raise ValueError(f'kernel_num ({kernel_num}) must not exceed the number of Fourier coefficients '
+                         f'({rows}×{half} = {total}) of the tiled ({rows}, {cols}) weight')
+    kr = _signed_frequency_index(rows)
+    kc = torch.arange(half, dtype=torch.int64)
+    key = (kr.square() * cols * cols)[:, None] + (kc.square() * rows * rows)[None, :]
+    order = torch.sort(key.flatten(), stable=True).indices
+    band = torch.empty(total, dtype=torch.int64)
+    band[order] = torch.arange(total, dtype=torch.int64) * kernel_num // total
+    return band.view(rows, half)
