@@ -42,7 +42,8 @@ def spectrum_to_weight(spectrum: torch.Tensor, out_channels: int, in_channels: i
     It is the layer's kernel when every kernel attention equals 1/n (the identity initialisation).
     """
     k = kernel_size
-    tiled = torch.fft.irfft2(torch.view_as_complex(spectrum.float().contiguous()), s=(out_channels * k, in_channels * k))
+    coefficients = torch.view_as_complex(spectrum.float().contiguous())
+    tiled = torch.fft.irfft2(coefficients, s=(out_channels * k, in_channels * k))
     weight = tiled_to_weight(tiled, out_channels, in_channels, k) * spectrum_scale(in_channels, out_channels)
     return weight.contiguous()
 

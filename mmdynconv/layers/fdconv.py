@@ -1,0 +1,210 @@
+"""FDConv: Frequency Dynamic Convolution (Chen et al., CVPR 2025; SPEC §2), registered as conv type ``'FDConv'``."""
+import torch
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+from torch import nn
+
+from ..ops.fdconv_dynamic import fdconv_dynamic_conv
+from ..ops.fdconv_reference import fdconv_reference
+from ..ops.fdconv_spectrum import fourier_band_index, spectrum_scale, spectrum_to_weight, weight_to_spectrum
+from .frequency_band_modulation import FrequencyBandModulation
+from .kernel_spatial_modulation import KernelSpatialModulationGlobal, KernelSpatialModulationLocal
+
+
+def _int(name, value, minimum):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f'FDConv: {name} must be an int, got {type(value).__name__} {value!r}')
+    if value < minimum:
+        raise ValueError(f'FDConv: {name} must be >= {minimum}, got {value}')
+    return value
+
+
+def _pair(name, value, minimum):
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(values) != 2:
+        raise ValueError(f'FDConv: {name} must be an int or a pair of ints, got {value!r}')
+    return tuple(_int(name, v, minimum) for v in values)
+
+
+def _optional_bool(name, value):
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f'FDConv: {name} must be None, True or False, got {value!r}')
+    return value
+
+
+@MODELS.register_module('FDConv')
+class FDConv(nn.Module):
+    """Frequency dynamic convolution with the conv-layer signature of ``mmcv.cnn.build_conv_layer``.
+
+    (B, Ci, H, W) -> (B, Co, Ho, Wo), Ho/Wo as for ``nn.Conv2d``. The kernel of sample b is
+    ``W_b = α_in ⊙ α_out ⊙ α_pos ⊙ α_local ⊙ Σ_j π_bj W_j`` where the W_j are the disjoint frequency bands of one
+    Fourier-parameterised weight (FDW, parameter ``spectrum``), the attentions come from KSM (``ksm_global``,
+    ``ksm_local``), and the input is first band-modulated by FBM (``fbm``) on 3×3 layers.
+
+    The layer is dynamic only when ``min(Ci, Co) > dynamic_min_channels`` and ``k in dynamic_kernel_sizes``
+    (published rule: 16 and (1, 3)); otherwise it is a plain conv (``dynamic`` is False) with the parameters
+    ``weight`` (Co, Ci/groups, k, k) and ``bias`` of ``nn.Conv2d``.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias: as ``nn.Conv2d``
+            (square kernels; int or pair for stride/padding/dilation). A dynamic layer needs ``groups=1``
+            (grouped/depthwise FDConv is not supported; such layers raise ``ValueError``).
+        kernel_num: n, the number of frequency bands / candidate kernels (64 published).
+        use_fbm: apply FBM to the input; None (default) means "on 3×3 layers" (the published placement).
+        dynamic_min_channels, dynamic_kernel_sizes: the fallback rule above.
+        reduction, min_attention_channels: KSM global trunk width max(⌊Ci/reduction⌋, min_attention_channels).
+        local_kernel_size: κ of the KSM local 1-D conv; None = 5 for Ci ≤ 512 else 7.
+        fold_channel_attention: None (choose per call by cost), True (fold α_in/α_out into W_b) or False (apply
+            them to the activations).
+
+    Loading a plain conv state dict (``weight`` of shape (Co, Ci, k, k)) into a dynamic layer converts it to
+    ``spectrum``; a freshly initialised layer loaded that way reproduces the conv (attentions start at 1, π at
+    1/n, up to the heads' N(0, 1e-6) weights). Loading a ``spectrum`` into a fallback layer converts it back.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
+                 kernel_num=64, use_fbm=None, dynamic_min_channels=16, dynamic_kernel_sizes=(1, 3), reduction=16,
+                 min_attention_channels=16, local_kernel_size=None, fold_channel_attention=None):
+        super().__init__()
+        self.in_channels = _int('in_channels', in_channels, 1)
+        self.out_channels = _int('out_channels', out_channels, 1)
+        ks = _pair('kernel_size', kernel_size, 1)
+        if ks[0] != ks[1]:
+            raise ValueError(f'FDConv: kernel_size must be square, got {kernel_size!r}')
+        self.kernel_size = ks[0]
+        self.stride = _pair('stride', stride, 1)
+        self.padding = _pair('padding', padding, 0)
+        self.dilation = _pair('dilation', dilation, 1)
+        self.groups = _int('groups', groups, 1)
+        if not isinstance(bias, bool):
+            raise TypeError(f'FDConv: bias must be a bool, got {bias!r}')
+        self.kernel_num = _int('kernel_num', kernel_num, 1)
+        _optional_bool('use_fbm', use_fbm)
+        _int('dynamic_min_channels', dynamic_min_channels, 0)
+        if (not isinstance(dynamic_kernel_sizes, (tuple, list))
+                or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in dynamic_kernel_sizes)):
+            raise TypeError(f'FDConv: dynamic_kernel_sizes must be a tuple of ints >= 1, '
+                            f'got {dynamic_kernel_sizes!r}')
+        self.fold_channel_attention = _optional_bool('fold_channel_attention', fold_channel_attention)
+        ci, co, k = self.in_channels, self.out_channels, self.kernel_size
+        self.dynamic = min(ci, co) > dynamic_min_channels and k in tuple(dynamic_kernel_sizes)
+        if ci % self.groups or co % self.groups:
+            raise ValueError(f'FDConv: in_channels ({ci}) and out_channels ({co}) must be divisible by groups '
+                             f'({self.groups})')
+
+        if not self.dynamic:
+            self.use_fbm = False
+            self.weight = nn.Parameter(torch.empty(co, ci // self.groups, k, k))
+            self.bias = nn.Parameter(torch.empty(co)) if bias else None
+            self.init_weights()
+            return
+        if self.groups != 1:
+            raise ValueError(f'FDConv: groups must be 1 for a dynamic layer, got groups={self.groups} '
+                             f'(grouped and depthwise FDConv are not supported)')
+        _int('reduction', reduction, 1)
+        _int('min_attention_channels', min_attention_channels, 1)
+        if local_kernel_size is not None and (_int('local_kernel_size', local_kernel_size, 1) % 2 == 0):
+            raise ValueError(f'FDConv: local_kernel_size must be odd, got {local_kernel_size}')
+        self.use_fbm = k == 3 if use_fbm is None else use_fbm
+        self.scale = spectrum_scale(ci, co) * self.kernel_num
+        self.register_buffer('band_index', fourier_band_index(co * k, ci * k, self.kernel_num), persistent=False)
+        self.spectrum = nn.Parameter(torch.empty(co * k, ci * k // 2 + 1, 2))
+        self.bias = nn.Parameter(torch.empty(co)) if bias else None
+        self.ksm_global = KernelSpatialModulationGlobal(ci, co, k, self.kernel_num, reduction, min_attention_channels)
+        self.ksm_local = KernelSpatialModulationLocal(ci, co, k, local_kernel_size)
+        self.fbm = FrequencyBandModulation(ci) if self.use_fbm else None
+        self.init_weights()
+
+    def init_weights(self):
+        """Kaiming-normal (fan_out, ReLU) kernel as in OpenMMLab backbones, zero bias, identity modulation."""
+        weight = torch.empty(self.out_channels, self.in_channels // self.groups, self.kernel_size, self.kernel_size)
+        nn.init.kaiming_normal_(weight, mode='fan_out', nonlinearity='relu')
+        with torch.no_grad():
+            if self.dynamic:
+                self.spectrum.copy_(weight_to_spectrum(weight))
+                self.ksm_global.reset_parameters()
+                self.ksm_local.reset_parameters()
+                if self.fbm is not None:
+                    self.fbm.reset_parameters()
+            else:
+                self.weight.copy_(weight)
+            if self.bias is not None:
+                self.bias.zero_()
+
+    def modulation_parameters(self):
+        """Parameters of KSM and FBM (what stays trainable in a frozen stage); empty for a fallback layer."""
+        if not self.dynamic:
+            return iter(())
+        modules = [self.ksm_global, self.ksm_local] + ([self.fbm] if self.fbm is not None else [])
+        return (p for m in modules for p in m.parameters())
+
+    def static_weight(self):
+        """(Co, Ci/groups, k, k) kernel the parameters encode: W_b with every attention exactly 1 and π_j = 1/n."""
+        if not self.dynamic:
+            return self.weight
+        return spectrum_to_weight(self.spectrum, self.out_channels, self.in_channels, self.kernel_size)
+
+    def _check_input(self, x):
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f'FDConv: input must be (B, {self.in_channels}, H, W), got {shape}')
+
+    def _attentions(self, x):
+        g = x.mean((2, 3))
+        in_att, out_att, pos_att, kernel_att = self.ksm_global(g)
+        return dict(kernel_att=kernel_att, local_feat=self.ksm_local(g), local_weight=self.ksm_local.weight,
+                    pos_att=pos_att, in_att=in_att, out_att=out_att)
+
+    def forward(self, x):
+        self._check_input(x)
+        if not self.dynamic:
+            return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        att = self._attentions(x)
+        if self.fbm is not None:
+            x = self.fbm(x)
+        return fdconv_dynamic_conv(x, self.spectrum, self.band_index, self.scale, bias=self.bias, stride=self.stride,
+                                   padding=self.padding, dilation=self.dilation, fold=self.fold_channel_attention,
+                                   **att)
+
+    def forward_reference(self, x):
+        """Same output through the straightforward implementation (parity oracle and benchmark baseline)."""
+        self._check_input(x)
+        if not self.dynamic:
+            return self.forward(x)
+        att = self._attentions(x)
+        if self.fbm is not None:
+            x = self.fbm.forward_reference(x)
+        return fdconv_reference(x, self.spectrum, self.band_index, self.scale, bias=self.bias, stride=self.stride,
+                                padding=self.padding, dilation=self.dilation, **att)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Convert a plain conv ``weight`` into ``spectrum`` (dynamic layer), or a ``spectrum`` into ``weight``."""
+        weight_key, spectrum_key = prefix + 'weight', prefix + 'spectrum'
+        co, ci, k = self.out_channels, self.in_channels, self.kernel_size
+        if self.dynamic and weight_key in state_dict and spectrum_key not in state_dict:
+            weight = state_dict.pop(weight_key)
+            if tuple(weight.shape) != (co, ci, k, k):
+                error_msgs.append(f'size mismatch for {weight_key}: converting a conv weight of shape '
+                                  f'{tuple(weight.shape)} into FDConv needs ({co}, {ci}, {k}, {k})')
+            else:
+                state_dict[spectrum_key] = weight_to_spectrum(weight)
+        elif not self.dynamic and spectrum_key in state_dict and weight_key not in state_dict:
+            spectrum = state_dict.pop(spectrum_key)
+            expected = (co * k, ci * k // 2 + 1, 2)
+            if self.groups != 1 or tuple(spectrum.shape) != expected:
+                error_msgs.append(f'size mismatch for {spectrum_key}: an FDConv spectrum of shape '
+                                  f'{tuple(spectrum.shape)} cannot become this plain layer\'s weight '
+                                  f'(needs {expected} and groups=1)')
+            else:
+                state_dict[weight_key] = spectrum_to_weight(spectrum, co, ci, k)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def extra_repr(self):
+        s = (f'{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, '
+             f'padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}')
+        if not self.dynamic:
+            return s + f', groups={self.groups}, dynamic=False'
+        return s + f', kernel_num={self.kernel_num}, fbm={self.use_fbm}'
+

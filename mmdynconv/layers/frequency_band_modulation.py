@@ -1,0 +1,42 @@
+"""Frequency Band Modulation (SPEC §2.3) as a module: per-pixel re-weighting of the input's frequency bands."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ops.fdconv_fbm import CUTOFFS, frequency_band_mix
+from ..ops.fdconv_reference import frequency_band_mix_reference
+
+
+class FrequencyBandModulation(nn.Module):
+    """``x' = Σ_m A_m ⊙ B_m(x) + low(x)`` with ``A = 2·sigmoid(conv3×3(x))``, one map per band: (B, C, H, W) -> same.
+
+    Bands are cut at ``cutoffs`` (default 1/4, 1/8, 1/16 cycles/pixel, see :mod:`mmdynconv.ops.fdconv_fbm`). The
+    3×3 conv (C -> M maps, bias) starts at zero, so A = 1 and the module is exactly the identity at
+    initialisation. This is the released form (bands of the input are modulated before the convolution). Its
+    weight is held directly (no ``nn.Conv2d``) so model-wide ``Conv2d`` initialisers leave it alone.
+    """
+
+    def __init__(self, in_channels, cutoffs=CUTOFFS):
+        super().__init__()
+        self.cutoffs = tuple(cutoffs)
+        self.weight = nn.Parameter(torch.empty(len(self.cutoffs), in_channels, 3, 3))
+        self.bias = nn.Parameter(torch.empty(len(self.cutoffs)))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def band_attention(self, x):
+        """(B, M, H, W) modulation maps A."""
+        return 2 * torch.sigmoid(F.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype), padding=1))
+
+    def forward(self, x):
+        return frequency_band_mix(x, self.band_attention(x), self.cutoffs)
+
+    def forward_reference(self, x):
+        """Same result with explicitly materialised bands (the parity oracle)."""
+        return frequency_band_mix_reference(x, self.band_attention(x), self.cutoffs)
+
+    def extra_repr(self):
+        return f'{self.weight.shape[1]}, cutoffs={self.cutoffs}'
