@@ -20,6 +20,7 @@ Kernels (plain pointer arithmetic and masks, no block pointers: Triton 3.6 to 3.
 
 Per-sample tensors must have fewer than 2³¹ elements (offsets inside a sample are int32).
 """
+import math
 from dataclasses import dataclass
 
 import torch
@@ -176,7 +177,7 @@ def default_config(x: torch.Tensor, kernel_size: int, heads: int, out_hw) -> Lau
     """Tiles of about 2048 elements: up to 16 channels of a head × pixels; the filter-gradient tile is at least k²
     pixels wide (so its partial sums stay smaller than x) and its channels are split when there are few programs."""
     B, C, H, W = x.shape
-    cg, k2 = C // heads, kernel_size * kernel_size
+    cg, k2 = max(1, C // heads), kernel_size * kernel_size
     n_out = out_hw[0] * out_hw[1]
     block_c = min(triton.next_power_of_2(cg), 16)
     block_p = min(2048 // block_c, max(16, triton.next_power_of_2(max(n_out, H * W))))
@@ -184,7 +185,7 @@ def default_config(x: torch.Tensor, kernel_size: int, heads: int, out_hw) -> Lau
     filter_block_c = max(1, min(triton.next_power_of_2(cg), 2048 // filter_block_p))
     programs = triton.cdiv(n_out, filter_block_p) * heads * B
     splits = 1
-    if programs < _MIN_PROGRAMS:
+    if 0 < programs < _MIN_PROGRAMS:
         splits = min(triton.cdiv(cg, filter_block_c), triton.cdiv(_MIN_PROGRAMS, programs), max(1, cg // k2))
     return LaunchConfig(block_c, block_p, filter_block_c, filter_block_p, max(1, splits))
 
@@ -192,9 +193,9 @@ def default_config(x: torch.Tensor, kernel_size: int, heads: int, out_hw) -> Lau
 def _check_launch(x, spatial_filter, heads, config):
     cg = x.shape[1] // heads
     for name, t in (('x', x), ('spatial_filter', spatial_filter)):
-        if t[0].numel() > _MAX_SAMPLE_NUMEL:
+        if math.prod(t.shape[1:]) > _MAX_SAMPLE_NUMEL:
             raise ValueError(f"ddf: backend='triton' needs fewer than 2**31 elements per sample of {name}, "
-                             f'got {t[0].numel()}; use backend=\'reference\'')
+                             f"got shape {tuple(t.shape)}; use backend='reference'")
     if x.shape[0] > _MAX_GRID_YZ or heads * triton.cdiv(cg, config.block_c) > _MAX_GRID_YZ:
         raise ValueError(f"ddf: backend='triton' supports at most {_MAX_GRID_YZ} samples and {_MAX_GRID_YZ} "
                          f'channel blocks, got x of shape {tuple(x.shape)}')
