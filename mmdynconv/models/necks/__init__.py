@@ -1,0 +1,1 @@
+from .upsampler_fpn import UpsamplerFPN, build_fpn_upsampler  # noqa: F401
