@@ -1,0 +1,91 @@
+"""Paper placement backbones: FDConvResNet (mmdet) and FDConvResNetV1c (mmseg)."""
+import importlib
+
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+from torch import nn
+
+from mmdynconv.layers import FDConv
+
+BACKBONES = [('mmdet', 'FDConvResNet'), ('mmseg', 'FDConvResNetV1c')]
+
+
+def _build(scope, type_name, **kwargs):
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    importlib.import_module(f'{scope}.models')
+    with DefaultScope.overwrite_default_scope(scope):
+        return registry.build(dict(type=type_name, **kwargs))
+
+
+@pytest.mark.parametrize('scope,type_name', BACKBONES)
+def test_resnet50_placement_and_frozen_stage(scope, type_name):
+    model = _build(scope, type_name, depth=50, frozen_stages=1)
+    model.train()
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, FDConv)}
+    assert len(layers) == 48 and all(m.dynamic for m in layers.values())
+    assert sum(m.fbm is not None for m in layers.values()) == 16
+    assert all((m.fbm is not None) == name.endswith('conv2') for name, m in layers.items())
+    assert {name.rsplit('.', 1)[-1] for name in layers} == {'conv1', 'conv2', 'conv3'}
+    for name, m in model.named_modules():  # stem and shortcut projections stay plain convs
+        if name.startswith(('conv1', 'stem')) or '.downsample.' in name + '.':
+            assert not isinstance(m, FDConv)
+    assert isinstance(model.layer1[0].downsample[0], nn.Conv2d)
+    extra = sum(p.numel() for m in layers.values() for p in m.modulation_parameters())
+    assert 3.0e6 < extra < 4.2e6  # published: about +3.6 M parameters on ResNet-50
+
+    stem = model.stem if hasattr(model, 'stem') else model.conv1
+    assert not any(p.requires_grad for p in stem.parameters())
+    for name, p in model.layer1.named_parameters():
+        assert p.requires_grad == ('.ksm_' in name or '.fbm.' in name), name
+    assert all(p.requires_grad for p in model.layer2.parameters())
+    assert not model.layer1.training and model.layer2.training
+
+
+def test_pretrained_checkpoint_is_converted_on_load(tmp_path):
+    from mmdet.models.backbones import ResNet
+    torch.manual_seed(0)
+    plain = ResNet(depth=50, base_channels=32, norm_eval=False, zero_init_residual=False)
+    plain.init_weights()
+    path = tmp_path / 'resnet.pth'
+    torch.save(plain.state_dict(), path)
+    model = _build('mmdet', 'FDConvResNet', depth=50, base_channels=32, norm_eval=False,
+                   fdconv_cfg=dict(type='FDConv', kernel_num=16),
+                   init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    conv = model.layer3[1].conv2
+    torch.testing.assert_close(conv.static_weight(), plain.layer3[1].conv2.weight.detach(), rtol=0, atol=1e-5)
+    plain.train()
+    model.train()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(plain(x), model(x)):
+            assert float((a - b).abs().max() / a.abs().max()) < 3e-3  # fp32 FFT round trips through 16 blocks
+
+
+def test_mmseg_pretrained_argument(tmp_path):
+    from mmseg.models.backbones import ResNetV1c
+    plain = ResNetV1c(depth=50, base_channels=32, stem_channels=32)
+    path = tmp_path / 'resnet_v1c.pth'
+    torch.save(plain.state_dict(), path)
+    model = _build('mmseg', 'FDConvResNetV1c', depth=50, base_channels=32, stem_channels=32, pretrained=str(path))
+    model.init_weights()
+    torch.testing.assert_close(model.layer4[0].conv1.static_weight(), plain.layer4[0].conv1.weight.detach(),
+                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(model.stem[0].weight, plain.stem[0].weight)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(stage_with_fdconv=(True, True)), 'one flag per stage'),
+    (dict(fdconv_cfg=dict(type='DDF')), "type='FDConv'"),
+    (dict(dcn=dict(type='DCN', deform_groups=1, fallback_on_stride=False),
+          stage_with_dcn=(False, True, False, False)), 'not a plain nn.Conv2d'),
+])
+def test_bad_backbone_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _build('mmdet', 'FDConvResNet', depth=50, base_channels=8, **kwargs)
+
+
+def test_basic_block_depth_is_rejected():
+    with pytest.raises(ValueError, match='not a plain nn.Conv2d'):
+        _build('mmdet', 'FDConvResNet', depth=18, base_channels=8)

@@ -1,0 +1,235 @@
+"""FDConv's functional pieces: the FDW spectrum and bands, the lean op against the straightforward oracle (values and
+gradients), and the lean FBM against explicit bands."""
+import pytest
+import torch
+
+from mmdynconv.ops.fdconv_dynamic import fdconv_dynamic_conv
+from mmdynconv.ops.fdconv_fbm import frequency_band_mix, lowpass_masks
+from mmdynconv.ops.fdconv_reference import fdconv_reference, fdconv_weight_reference, frequency_band_mix_reference
+from mmdynconv.ops.fdconv_spectrum import (fourier_band_index, spectrum_scale, spectrum_to_weight, weight_to_spectrum,
+                                           weight_to_tiled)
+
+
+def _close(actual, expected, tol=2e-5):
+    scale = expected.abs().max().clamp_min(1e-12)
+    assert float((actual - expected).abs().max() / scale) < tol
+
+
+# ---------------------------------------------------------------------------------------------------------- FDW
+@pytest.mark.parametrize('co,ci,k', [(6, 5, 3), (4, 7, 1), (3, 3, 3), (5, 2, 5)])
+def test_spectrum_round_trip_and_layout(co, ci, k):
+    w = torch.randn(co, ci, k, k, dtype=torch.float64)
+    spectrum = weight_to_spectrum(w)
+    assert spectrum.shape == (co * k, ci * k // 2 + 1, 2) and spectrum.dtype == torch.float32
+    _close(spectrum_to_weight(spectrum, co, ci, k).double(), w, 1e-6)
+    tiled = weight_to_tiled(w)
+    assert torch.equal(tiled[1 * k + (k - 1), 0 * k + (k // 2)], w[1, 0, k - 1, k // 2])
+    expected = torch.view_as_real(torch.fft.rfft2(tiled)) / spectrum_scale(ci, co)
+    _close(spectrum.double(), expected, 1e-6)
+
+
+@pytest.mark.parametrize('rows,cols,n', [(12, 12, 4), (15, 21, 8), (9, 7, 5), (6, 3, 12)])
+def test_band_index_sorted_by_radius_with_balanced_sizes(rows, cols, n):
+    band = fourier_band_index(rows, cols, n)
+    assert band.shape == (rows, cols // 2 + 1) and band.dtype == torch.int64
+    fr = torch.fft.fftfreq(rows, dtype=torch.float64)[:, None]
+    fc = torch.fft.rfftfreq(cols, dtype=torch.float64)[None, :]
+    radius = (fr ** 2 + fc ** 2).sqrt().expand_as(band)
+    sizes = torch.bincount(band.flatten(), minlength=n)
+    total = band.numel()
+    assert sizes.sum() == total and int(sizes.max() - sizes.min()) <= (0 if total % n == 0 else 1)
+    for j in range(n - 1):  # every band lies at radii no larger than the next band's
+        assert radius[band == j].max() <= radius[band == j + 1].min() + 1e-12
+    assert band[0, 0] == 0  # DC is in the lowest band
+
+
+def test_band_index_is_deterministic_and_stable():
+    # tied radii are ordered by row-major position: (r, c) = (1, 0) comes before (rows-1, 0) in a square matrix
+    band = fourier_band_index(8, 8, 40)
+    assert torch.equal(band, fourier_band_index(8, 8, 40))
+    assert band[1, 0] <= band[7, 0] and band[0, 1] <= band[1, 0]
+
+
+def test_band_index_rejects_too_many_bands():
+    with pytest.raises(ValueError, match='kernel_num'):
+        fourier_band_index(3, 3, 7)
+
+
+def test_band_kernels_sum_to_the_weight():
+    """By linearity Σ_j W_j = W: each band's kernel is the irfft2 of its masked spectrum."""
+    co, ci, k, n = 5, 6, 3, 7
+    w = torch.randn(co, ci, k, k)
+    spectrum, band = weight_to_spectrum(w), fourier_band_index(co * k, ci * k, n)
+    ones = torch.ones(1, co, ci, k, k)
+    att = torch.eye(n)  # sample j keeps band j only (times n·s)
+    kernels = fdconv_weight_reference(spectrum, band, spectrum_scale(ci, co), att, ones.expand(n, -1, -1, -1, -1),
+                                      torch.ones(n, k * k), torch.ones(n, ci), torch.ones(n, co))
+    _close(kernels.sum(0), w, 1e-5)
+    complex_spec = torch.view_as_complex(spectrum)
+    for j in (0, n - 1):
+        masked = torch.where(band == j, complex_spec, torch.zeros_like(complex_spec)) * spectrum_scale(ci, co)
+        tiled = torch.fft.irfft2(masked, s=(co * k, ci * k))
+        _close(kernels[j], tiled.view(co, k, ci, k).permute(0, 2, 1, 3), 1e-5)
+
+
+# ------------------------------------------------------------------------------------------- lean op vs oracle
+def _op_inputs(b, ci, co, k, n, h, w, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0, offset=0.0):
+        return torch.randn(*shape, generator=gen) * scale + offset
+
+    spectrum = weight_to_spectrum(rnd(co, ci, k, k))
+    tensors = dict(x=rnd(b, ci, h, w), spectrum=spectrum,
+                   kernel_att=(rnd(b, n, scale=0.2, offset=1.0) / n) if n > 1 else None,
+                   local_feat=rnd(b, ci), local_weight=rnd(co * k * k, 1, 5, scale=0.3),
+                   pos_att=rnd(b, k * k, scale=0.3, offset=1.0) if k > 1 else None,
+                   in_att=rnd(b, ci, scale=0.3, offset=1.0), out_att=rnd(b, co, scale=0.3, offset=1.0),
+                   bias=rnd(co))
+    return tensors, fourier_band_index(co * k, ci * k, n), spectrum_scale(ci, co) * n
+
+
+def _run(fn, tensors, band, scale, **kwargs):
+    leaves = {key: (t.clone().requires_grad_() if t is not None else None) for key, t in tensors.items()}
+    y = fn(leaves['x'], leaves['spectrum'], band, scale, leaves['kernel_att'], leaves['local_feat'],
+           leaves['local_weight'], leaves['pos_att'], leaves['in_att'], leaves['out_att'], leaves['bias'], **kwargs)
+    grad = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    (y * grad).sum().backward()
+    return y.detach(), {key: t.grad for key, t in leaves.items() if t is not None}
+
+
+CASES = [  # b, ci, co, k, n, h, w, stride, padding, dilation
+    (2, 5, 7, 3, 4, 6, 7, 1, 1, 1),      # odd Ci·k
+    (3, 6, 4, 3, 5, 5, 5, 2, 1, 1),      # stride 2, odd size
+    (2, 4, 6, 1, 3, 4, 4, 1, 0, 1),      # k = 1
+    (2, 4, 6, 1, 3, 5, 4, 2, 0, 1),      # k = 1, stride 2
+    (1, 3, 5, 3, 1, 5, 4, 1, 1, 1),      # batch 1, n = 1 (no kernel attention)
+    (2, 6, 6, 3, 7, 7, 6, 1, 2, 2),      # dilation 2; N = 18·10 = 180 not divisible by 7
+    (2, 4, 5, 3, 6, 4, 4, (2, 1), (1, 0), 1),  # asymmetric stride / padding
+]
+
+
+@pytest.mark.parametrize('fold', [None, True, False])
+@pytest.mark.parametrize('case', CASES)
+def test_lean_op_matches_oracle(case, fold):
+    b, ci, co, k, n, h, w, stride, padding, dilation = case
+    tensors, band, scale = _op_inputs(b, ci, co, k, n, h, w)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation)
+    y_ref, g_ref = _run(fdconv_reference, tensors, band, scale, **kwargs)
+    y, g = _run(fdconv_dynamic_conv, tensors, band, scale, fold=fold, **kwargs)
+    _close(y, y_ref)
+    assert g.keys() == g_ref.keys()
+    for key in g_ref:
+        _close(g[key], g_ref[key], 5e-5)
+
+
+def test_lean_op_partial_gradients():
+    """Only some inputs need gradients (e.g. a frozen kernel): the others come back as None."""
+    tensors, band, scale = _op_inputs(2, 4, 5, 3, 4, 5, 5)
+    x = tensors['x'].clone().requires_grad_()
+    pos = tensors['pos_att'].clone().requires_grad_()
+    y = fdconv_dynamic_conv(x, tensors['spectrum'], band, scale, tensors['kernel_att'], tensors['local_feat'],
+                            tensors['local_weight'], pos, tensors['in_att'], tensors['out_att'], padding=1)
+    y.sum().backward()
+    leaves = {key: t.clone().requires_grad_() if key in ('x', 'pos_att') else t for key, t in tensors.items()}
+    leaves['bias'] = None
+    y_ref = fdconv_reference(leaves['x'], leaves['spectrum'], band, scale, leaves['kernel_att'], leaves['local_feat'],
+                             leaves['local_weight'], leaves['pos_att'], leaves['in_att'], leaves['out_att'], padding=1)
+    y_ref.sum().backward()
+    _close(x.grad, leaves['x'].grad)
+    _close(pos.grad, leaves['pos_att'].grad)
+
+
+def test_fold_rule_picks_activations_for_wide_small_layers():
+    from mmdynconv.ops.fdconv_dynamic import _Geometry
+    x = torch.empty(1, 64, 4, 4)
+    wide = _Geometry(x, torch.empty(64 * 3, 97, 2), torch.empty(1, 64), (1, 1), (1, 1), (1, 1), None)
+    assert not wide.fold   # 64·64·9 > 64·16 + 64·16
+    x = torch.empty(1, 8, 32, 32)
+    narrow = _Geometry(x, torch.empty(8 * 3, 13, 2), torch.empty(1, 8), (1, 1), (1, 1), (1, 1), None)
+    assert narrow.fold
+
+
+def test_lean_op_bad_arguments():
+    tensors, band, scale = _op_inputs(2, 4, 5, 3, 4, 5, 5)
+    args = [tensors[key] for key in ('x', 'spectrum')] + [band, scale] + [
+        tensors[key] for key in ('kernel_att', 'local_feat', 'local_weight', 'pos_att', 'in_att', 'out_att')]
+    with pytest.raises(TypeError, match='stride'):
+        fdconv_dynamic_conv(*args, stride=1.5)
+    with pytest.raises(TypeError, match='fold'):
+        fdconv_dynamic_conv(*args, fold='yes')
+    bad = list(args)
+    bad[7] = None  # pos_att missing for k = 3
+    with pytest.raises(ValueError, match='pos_att'):
+        fdconv_dynamic_conv(*bad)
+    bad = list(args)
+    bad[8] = tensors['in_att'][:, :3]
+    with pytest.raises(ValueError, match='in_att'):
+        fdconv_dynamic_conv(*bad)
+
+
+def test_lean_op_autocast_keeps_ffts_in_fp32():
+    tensors, band, scale = _op_inputs(2, 4, 5, 3, 4, 6, 6)
+    args = [tensors[key] for key in ('x', 'spectrum')] + [band, scale] + [
+        tensors[key] for key in ('kernel_att', 'local_feat', 'local_weight', 'pos_att', 'in_att', 'out_att')]
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = fdconv_dynamic_conv(*args, padding=1)
+    assert y.dtype == torch.bfloat16
+    expected = fdconv_reference(*args, padding=1)
+    _close(y.float(), expected, 3e-2)
+    y16 = fdconv_dynamic_conv(args[0].bfloat16(), *args[1:], padding=1)
+    assert y16.dtype == torch.bfloat16
+
+
+# --------------------------------------------------------------------------------------------------------- FBM
+def test_lowpass_masks_are_nested_symmetric_squares():
+    masks = lowpass_masks(16, 16)
+    assert masks.shape == (3, 16, 9)
+    counts = [int(m.sum()) for m in masks]
+    # max(|kr|, |kc|)/16 <= c: rows |kr| <= 4, 2, 1 (9, 5, 3 rows); columns kc <= 4, 2, 1 (5, 3, 2 columns)
+    assert counts == [9 * 5, 5 * 3, 3 * 2]
+    assert torch.all(masks[1] <= masks[0]) and torch.all(masks[2] <= masks[1])
+
+
+@pytest.mark.parametrize('shape', [(2, 3, 10, 9), (1, 2, 7, 7), (2, 2, 16, 12)])
+def test_lean_fbm_matches_explicit_bands(shape):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen)
+    att = torch.rand(shape[0], 3, *shape[2:], generator=gen) * 2
+    grad = torch.randn(shape, generator=gen)
+    outs = []
+    for fn in (frequency_band_mix_reference, frequency_band_mix):
+        xl, al = x.clone().requires_grad_(), att.clone().requires_grad_()
+        y = fn(xl, al)
+        (y * grad).sum().backward()
+        outs.append((y.detach(), xl.grad, al.grad))
+    for lean, ref in zip(outs[1], outs[0]):
+        _close(lean, ref)
+
+
+def test_fbm_is_identity_with_unit_maps_and_bands_sum_to_input():
+    x = torch.randn(2, 3, 11, 8)
+    assert torch.equal(frequency_band_mix(x, torch.ones(2, 3, 11, 8)), x)
+    # A = 0 keeps only the low band L(1/16); for a constant image that is the image itself
+    const = torch.full((1, 1, 8, 8), 3.0)
+    _close(frequency_band_mix(const, torch.zeros(1, 3, 8, 8)), const, 1e-6)
+    # a pure Nyquist checkerboard lies entirely in the top band B1
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]).remainder(2).float()[None, None] * 2 - 1
+    assert frequency_band_mix(checker, torch.zeros(1, 3, 8, 8)).abs().max() < 1e-5
+
+
+def test_fbm_half_precision_output_dtype():
+    x = torch.randn(1, 2, 8, 8).bfloat16()
+    y = frequency_band_mix(x, torch.ones(1, 3, 8, 8, dtype=torch.bfloat16) * 0.5)
+    assert y.dtype == torch.bfloat16
+    _close(y.float(), frequency_band_mix_reference(x.float(), torch.ones(1, 3, 8, 8) * 0.5), 2e-2)
+
+
+def test_fbm_bad_arguments():
+    x = torch.randn(1, 2, 8, 8)
+    with pytest.raises(ValueError, match='att'):
+        frequency_band_mix(x, torch.ones(1, 2, 8, 8))
+    with pytest.raises(ValueError, match='cutoffs'):
+        frequency_band_mix(x, torch.ones(1, 3, 8, 8), cutoffs=(0.1, 0.2, 0.05))
+    with pytest.raises(TypeError, match='x'):
+        frequency_band_mix(x.numpy(), torch.ones(1, 3, 8, 8))
