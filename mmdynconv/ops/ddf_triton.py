@@ -53,21 +53,22 @@ def _fwd(x_ptr, fc_ptr, fs_ptr, out_ptr, H, W, Ho, Wo, CG,
     x_rows = x_ptr + b * sxb + c[:, None] * sxc
     fc_rows = fc_ptr + b * sfcb + c * sfcc
     fs_row = fs_ptr + b * sfsb + (h * K * K).to(tl.int64) * sfsc + oy * sfsh + ox * sfsw
-    R: tl.constexpr = (K - 1) // 2
+    R = (K - 1) // 2
     acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=ACC)
-    for t in range(K * K):
-        i = t // K
-        j = t % K
+    for i in range(K):
         iy = oy * STRIDE + (i - R) * DIL
-        ix = ox * STRIDE + (j - R) * DIL
-        inside = p_mask & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-        xv = tl.load(x_rows + (iy * sxh + ix * sxw)[None, :], mask=c_mask[:, None] & inside[None, :], other=0.0)
-        fsv = tl.load(fs_row + t * sfsc, mask=p_mask, other=0.0).to(ACC)
-        fcv = tl.load(fc_rows + i * sfci + j * sfcj, mask=c_mask, other=0.0).to(ACC)
-        if MUL:
-            acc += xv.to(ACC) * (fcv[:, None] * fsv[None, :])
-        else:
-            acc += xv.to(ACC) * (fcv[:, None] + fsv[None, :])
+        row_ok = p_mask & (iy >= 0) & (iy < H)
+        x_row = x_rows + (iy * sxh)[None, :]
+        for j in range(K):
+            ix = ox * STRIDE + (j - R) * DIL
+            inside = row_ok & (ix >= 0) & (ix < W)
+            xv = tl.load(x_row + (ix * sxw)[None, :], mask=c_mask[:, None] & inside[None, :], other=0.0)
+            fsv = tl.load(fs_row + (i * K + j) * sfsc, mask=p_mask, other=0.0).to(ACC)
+            fcv = tl.load(fc_rows + i * sfci + j * sfcj, mask=c_mask, other=0.0).to(ACC)
+            if MUL:
+                acc += xv.to(ACC) * (fcv[:, None] * fsv[None, :])
+            else:
+                acc += xv.to(ACC) * (fcv[:, None] + fsv[None, :])
     out_ptrs = out_ptr + b * sob + c[:, None] * soc + (oy * soh + ox * sow)[None, :]
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=c_mask[:, None] & p_mask[None, :])
 
@@ -90,25 +91,27 @@ def _bwd_x(g_ptr, fc_ptr, fs_ptr, gx_ptr, H, W, Ho, Wo, CG,
     g_rows = g_ptr + b * sgb + c[:, None] * sgc
     fc_rows = fc_ptr + b * sfcb + c * sfcc
     fs_head = fs_ptr + b * sfsb + (h * K * K).to(tl.int64) * sfsc
-    R: tl.constexpr = (K - 1) // 2
+    R = (K - 1) // 2
     acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=ACC)
-    for t in range(K * K):
-        i = t // K
-        j = t % K
-        ny = iy - (i - R) * DIL  # = oy·s when this input pixel is tap t of output pixel (oy, ox)
-        nx = ix - (j - R) * DIL
+    for i in range(K):
+        ny = iy - (i - R) * DIL  # = oy·s when this input row is tap row i of output row oy
         oy = ny // STRIDE
-        ox = nx // STRIDE
-        hit = p_mask & (ny >= 0) & (nx >= 0) & (oy < Ho) & (ox < Wo)
+        row_hit = p_mask & (ny >= 0) & (oy < Ho)
         if STRIDE > 1:
-            hit = hit & (oy * STRIDE == ny) & (ox * STRIDE == nx)
-        gv = tl.load(g_rows + (oy * sgh + ox * sgw)[None, :], mask=c_mask[:, None] & hit[None, :], other=0.0)
-        fsv = tl.load(fs_head + t * sfsc + oy * sfsh + ox * sfsw, mask=hit, other=0.0).to(ACC)
-        fcv = tl.load(fc_rows + i * sfci + j * sfcj, mask=c_mask, other=0.0).to(ACC)
-        if MUL:
-            acc += gv.to(ACC) * (fcv[:, None] * fsv[None, :])
-        else:
-            acc += gv.to(ACC) * (fcv[:, None] + fsv[None, :])
+            row_hit = row_hit & (oy * STRIDE == ny)
+        for j in range(K):
+            nx = ix - (j - R) * DIL
+            ox = nx // STRIDE
+            hit = row_hit & (nx >= 0) & (ox < Wo)
+            if STRIDE > 1:
+                hit = hit & (ox * STRIDE == nx)
+            gv = tl.load(g_rows + (oy * sgh + ox * sgw)[None, :], mask=c_mask[:, None] & hit[None, :], other=0.0)
+            fsv = tl.load(fs_head + (i * K + j) * sfsc + oy * sfsh + ox * sfsw, mask=hit, other=0.0).to(ACC)
+            fcv = tl.load(fc_rows + i * sfci + j * sfcj, mask=c_mask, other=0.0).to(ACC)
+            if MUL:
+                acc += gv.to(ACC) * (fcv[:, None] * fsv[None, :])
+            else:
+                acc += gv.to(ACC) * (fcv[:, None] + fsv[None, :])
     gx_ptrs = gx_ptr + b * sxb + c[:, None] * sxc + (iy * sxh + ix * sxw)[None, :]
     tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=c_mask[:, None] & p_mask[None, :])
 
@@ -130,36 +133,38 @@ def _bwd_filters(g_ptr, x_ptr, fc_ptr, fs_ptr, gfc_ptr, gfs_ptr, H, W, Ho, Wo, C
     p_mask = p < Ho * Wo
     oy = p // Wo
     ox = p % Wo
+    g_pix = g_ptr + b * sgb + (oy * sgh + ox * sgw)[None, :]
+    x_sample = x_ptr + b * sxb
     fs_row = fs_ptr + b * sfsb + (h * K * K).to(tl.int64) * sfsc + oy * sfsh + ox * sfsw
     gfc_base = gfc_ptr + pid_p.to(tl.int64) * gfc_s_split + b * gfc_s_b
     gfs_row = gfs_ptr + split.to(tl.int64) * gfs_s_split + b * gfs_s_b + (h * K * K).to(tl.int64) * gfs_s_c + p
-    R: tl.constexpr = (K - 1) // 2
-    for t in range(K * K):
-        i = t // K
-        j = t % K
+    R = (K - 1) // 2
+    for i in range(K):
         iy = oy * STRIDE + (i - R) * DIL
-        ix = ox * STRIDE + (j - R) * DIL
-        inside = p_mask & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-        fsv = tl.load(fs_row + t * sfsc, mask=p_mask, other=0.0).to(ACC)
-        acc_fs = tl.zeros([BLOCK_P], dtype=ACC)
-        for cb in range(split, ncb, NCS):
-            cl = cb * BLOCK_C + tl.arange(0, BLOCK_C)
-            c_mask = cl < CG
-            c = (h * CG + cl).to(tl.int64)
-            gv = tl.load(g_ptr + b * sgb + c[:, None] * sgc + (oy * sgh + ox * sgw)[None, :],
-                         mask=c_mask[:, None] & p_mask[None, :], other=0.0)
-            xv = tl.load(x_ptr + b * sxb + c[:, None] * sxc + (iy * sxh + ix * sxw)[None, :],
-                         mask=c_mask[:, None] & inside[None, :], other=0.0)
-            gx_t = gv.to(ACC) * xv.to(ACC)  # g·x_t, [BLOCK_C, BLOCK_P]
-            if MUL:
-                fcv = tl.load(fc_ptr + b * sfcb + c * sfcc + i * sfci + j * sfcj, mask=c_mask, other=0.0).to(ACC)
-                acc_fs += tl.sum(gx_t * fcv[:, None], axis=0)
-                gfc_part = tl.sum(gx_t * fsv[None, :], axis=1)
-            else:
-                acc_fs += tl.sum(gx_t, axis=0)
-                gfc_part = tl.sum(gx_t, axis=1)
-            tl.store(gfc_base + c * gfc_s_c + t, gfc_part.to(gfc_ptr.dtype.element_ty), mask=c_mask)
-        tl.store(gfs_row + t * gfs_s_c, acc_fs.to(gfs_ptr.dtype.element_ty), mask=p_mask)
+        row_ok = p_mask & (iy >= 0) & (iy < H)
+        for j in range(K):
+            ix = ox * STRIDE + (j - R) * DIL
+            inside = row_ok & (ix >= 0) & (ix < W)
+            x_pix = x_sample + (iy * sxh + ix * sxw)[None, :]
+            fsv = tl.load(fs_row + (i * K + j) * sfsc, mask=p_mask, other=0.0).to(ACC)
+            acc_fs = tl.zeros([BLOCK_P], dtype=ACC)
+            for cb in range(split, ncb, NCS):
+                cl = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+                c_mask = cl < CG
+                c = (h * CG + cl).to(tl.int64)
+                gv = tl.load(g_pix + c[:, None] * sgc, mask=c_mask[:, None] & p_mask[None, :], other=0.0)
+                xv = tl.load(x_pix + c[:, None] * sxc, mask=c_mask[:, None] & inside[None, :], other=0.0)
+                gx_t = gv.to(ACC) * xv.to(ACC)  # g·x_t, [BLOCK_C, BLOCK_P]
+                if MUL:
+                    fcv = tl.load(fc_ptr + b * sfcb + c * sfcc + i * sfci + j * sfcj, mask=c_mask,
+                                  other=0.0).to(ACC)
+                    acc_fs += tl.sum(gx_t * fcv[:, None], axis=0)
+                    gfc_part = tl.sum(gx_t * fsv[None, :], axis=1)
+                else:
+                    acc_fs += tl.sum(gx_t, axis=0)
+                    gfc_part = tl.sum(gx_t, axis=1)
+                tl.store(gfc_base + c * gfc_s_c + i * K + j, gfc_part.to(gfc_ptr.dtype.element_ty), mask=c_mask)
+            tl.store(gfs_row + (i * K + j) * gfs_s_c, acc_fs.to(gfs_ptr.dtype.element_ty), mask=p_mask)
 
 
 @dataclass(frozen=True)
@@ -174,19 +179,21 @@ class LaunchConfig:
 
 
 def default_config(x: torch.Tensor, kernel_size: int, heads: int, out_hw) -> LaunchConfig:
-    """Tiles of about 2048 elements: up to 16 channels of a head × pixels; the filter-gradient tile is at least k²
-    pixels wide (so its partial sums stay smaller than x) and its channels are split when there are few programs."""
+    """Tiles of about 2048 elements: up to 16 channels of a head × pixels. The filter-gradient partial sums stay
+    below the size of x: its tile spans at least k²·(accumulator bytes / x bytes) pixels, and its channel splits
+    (used when there are fewer than 512 programs) are capped likewise."""
     B, C, H, W = x.shape
     cg, k2 = max(1, C // heads), kernel_size * kernel_size
     n_out = out_hw[0] * out_hw[1]
+    widen = accum_dtype(x.dtype).itemsize // x.element_size()  # accumulator bytes per x byte
     block_c = min(triton.next_power_of_2(cg), 16)
     block_p = min(2048 // block_c, max(16, triton.next_power_of_2(max(n_out, H * W))))
-    filter_block_p = min(max(128, triton.next_power_of_2(k2)), max(16, triton.next_power_of_2(n_out)))
+    filter_block_p = min(max(128, triton.next_power_of_2(k2 * widen)), max(16, triton.next_power_of_2(n_out)))
     filter_block_c = max(1, min(triton.next_power_of_2(cg), 2048 // filter_block_p))
     programs = triton.cdiv(n_out, filter_block_p) * heads * B
     splits = 1
     if 0 < programs < _MIN_PROGRAMS:
-        splits = min(triton.cdiv(cg, filter_block_c), triton.cdiv(_MIN_PROGRAMS, programs), max(1, cg // k2))
+        splits = min(triton.cdiv(cg, filter_block_c), triton.cdiv(_MIN_PROGRAMS, programs), cg // (k2 * widen))
     return LaunchConfig(block_c, block_p, filter_block_c, filter_block_p, max(1, splits))
 
 
