@@ -36,13 +36,14 @@ class FilterNorm(nn.Module):
             self.scale = scale
 
     def forward(self, f):
-        """f: (B, n·k², H, W) → same shape and dtype, standardised per filter (statistics in fp32)."""
+        """f: (B, n·k², H, W) → same shape and dtype, standardised per filter (half precision computed in fp32)."""
         b, _, h, w = f.shape
         k2 = self.kernel_size ** 2
-        g = f.float().reshape(b, self.channels, k2, h, w)
+        acc = torch.promote_types(f.dtype, torch.float32)
+        g = f.to(acc).reshape(b, self.channels, k2, h, w)
         g = (g - g.mean(dim=2, keepdim=True)) / (g.std(dim=2, keepdim=True) + EPS)
         g = g.reshape(b, self.channels * k2, h, w)
-        g = g * (self.std.float().view(1, -1, 1, 1) if self.filter_type == 'channel' else self.scale)
+        g = g * (self.std.to(acc).view(1, -1, 1, 1) if self.filter_type == 'channel' else self.scale)
         return g.to(f.dtype)
 
     def extra_repr(self):

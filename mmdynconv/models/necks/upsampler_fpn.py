@@ -41,7 +41,8 @@ def build_fpn_upsampler(cfg, channels, scale_factor=2):
 class UpsamplerFPN(BaseModule):
     """Feature pyramid network with a pluggable top-down upsampler.
 
-    Same arguments and outputs as mmdet's / mmseg's ``FPN`` (drop-in for either), except ``upsample_cfg``:
+    Same arguments and outputs as mmdet's / mmseg's ``FPN`` (drop-in for either; ``end_level`` is inclusive as in
+    mmdet, where mmseg's is exclusive), except ``upsample_cfg``:
 
     - with a ``type`` (``'ddf_up'``, ``'nearest'``, ``'bilinear'``, ``'deconv'``, ``'pixel_shuffle'``,
       ``'carafe'``, any registered upsampler), one ×2 upsampler module per top-down step is built with
