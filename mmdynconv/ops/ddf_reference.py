@@ -5,8 +5,11 @@ Shapes: x (B, C, H, W); channel filter fc (B, C, k, k); spatial filter fs (B, G�
 
 Both passes loop over the k² taps and work on the window of output pixels whose tap lands inside the image, so no
 (B, C, k², Ho, Wo) buffer (unfold or combined kernel) and no padded copy of x is ever built; extra memory is one
-output-sized scratch buffer (plus fp32 copies of half-precision gradients). fp16/bf16 inputs accumulate in fp32,
-float64 in float64. These functions are called by the ``mmdynconv::ddf`` custom op, which owns autograd.
+output-sized scratch buffer plus layout/precision copies (x, the output gradient and the results, when the compute
+layout or dtype differs). fp16/bf16 inputs accumulate in fp32, float64 in float64. The element-wise work runs in
+channels-last memory when a head has more channels than twice the output width (small feature maps: long inner
+loops over channels instead of short image rows), in contiguous memory otherwise; results are the same.
+These functions are called by the ``mmdynconv::ddf`` custom op, which owns autograd.
 """
 import torch
 
@@ -47,9 +50,31 @@ def _taps(kernel_size, stride, dilation, in_hw, out_hw):
                 yield i * kernel_size + j, (rows[0], cols[0]), (rows[1], cols[1])
 
 
-def _scratch(numel: int, like: torch.Tensor, dtype: torch.dtype):
-    """A flat buffer from which every tap takes a contiguous window-sized view (no allocation per tap)."""
-    return torch.empty(numel, dtype=dtype, device=like.device)
+def _compute_layout(channels_per_head: int, out_width: int) -> torch.memory_format:
+    return torch.channels_last if channels_per_head > 2 * out_width else torch.contiguous_format
+
+
+def _window_buffer(scratch, shape, layout):
+    """A view of the flat ``scratch`` shaped (B, G, C/G, h, w), dense in ``layout``."""
+    B, G, cg, h, w = shape
+    window = scratch[:B * G * cg * h * w]
+    if layout == torch.channels_last:
+        return window.view(B, h, w, G, cg).permute(0, 3, 4, 1, 2)
+    return window.view(shape)
+
+
+def _finish(result, template):
+    """``result`` with the dtype and strides of the empty tensor ``template`` (copied into it only if they differ)."""
+    if result.dtype == template.dtype and result.stride() == template.stride():
+        return result
+    return template.copy_(result)
+
+
+def _channel_taps(channel_filter, heads, dtype):
+    """(k², B, G, C/G, 1, 1): tap t's channel-filter values, contiguous over channels."""
+    B, C, k, _ = channel_filter.shape
+    taps = channel_filter.to(dtype).reshape(B, C, k * k).permute(2, 0, 1).contiguous()
+    return taps.view(k * k, B, heads, C // heads, 1, 1)
 
 
 def ddf_forward_reference(x, channel_filter, spatial_filter, kernel_size: int, stride: int, dilation: int,
@@ -60,23 +85,23 @@ def ddf_forward_reference(x, channel_filter, spatial_filter, kernel_size: int, s
     G = spatial_filter.shape[1] // k2
     Ho, Wo = spatial_filter.shape[2:]
     acc = accum_dtype(x.dtype)
-    out = torch.empty((B, C, Ho, Wo), dtype=acc, device=x.device, memory_format=output_memory_format(x)).zero_()
+    layout = _compute_layout(C // G, Wo)
+    out = torch.empty((B, C, Ho, Wo), dtype=acc, device=x.device, memory_format=layout).zero_()
     out5 = out.unflatten(1, (G, C // G))                                    # (B, G, C/G, Ho, Wo)
-    x5 = x.unflatten(1, (G, C // G))                                        # (B, G, C/G, H, W)
-    fc4 = channel_filter.to(acc).reshape(B, G, C // G, k2)                  # (B, G, C/G, k²)
+    x5 = x.contiguous(memory_format=layout).unflatten(1, (G, C // G))       # (B, G, C/G, H, W)
+    fc_taps = _channel_taps(channel_filter, G, acc)                         # (k², B, G, C/G, 1, 1)
     fs5 = spatial_filter.unflatten(1, (G, k2))                              # (B, G, k², Ho, Wo)
-    scratch = _scratch(out.numel(), x, acc) if combine == 'mul' else None
+    scratch = out.new_empty(out.numel()) if combine == 'mul' else None
     for t, (oy, ox), (iy, ix) in _taps(kernel_size, stride, dilation, (H, W), (Ho, Wo)):
         x_t = x5[..., iy, ix]                                               # (B, G, C/G, h, w) strided view
         fs_t = fs5[:, :, t, oy, ox].to(acc).unsqueeze(2)                    # (B, G, 1, h, w)
-        fc_t = fc4[..., t, None, None]                                      # (B, G, C/G, 1, 1)
         out_t = out5[..., oy, ox]
         if combine == 'mul':
-            prod = torch.mul(x_t, fc_t, out=scratch[:x_t.numel()].view(x_t.shape))
-            out_t.addcmul_(prod, fs_t)
+            out_t.addcmul_(torch.mul(x_t, fc_taps[t], out=_window_buffer(scratch, x_t.shape, layout)), fs_t)
         else:
-            out_t.addcmul_(x_t, fs_t).addcmul_(x_t, fc_t)
-    return out.to(x.dtype)
+            out_t.addcmul_(x_t, fs_t).addcmul_(x_t, fc_taps[t])
+    template = torch.empty((B, C, Ho, Wo), dtype=x.dtype, device=x.device, memory_format=output_memory_format(x))
+    return _finish(out, template)
 
 
 def ddf_backward_reference(grad, x, channel_filter, spatial_filter, kernel_size: int, stride: int, dilation: int,
@@ -93,39 +118,39 @@ def ddf_backward_reference(grad, x, channel_filter, spatial_filter, kernel_size:
     cg = C // G
     Ho, Wo = spatial_filter.shape[2:]
     acc = accum_dtype(x.dtype)
-    g5 = grad.to(acc).unflatten(1, (G, cg))                                 # (B, G, C/G, Ho, Wo)
-    x5 = x.unflatten(1, (G, cg))
-    fc4 = channel_filter.to(acc).reshape(B, G, cg, k2)
+    layout = _compute_layout(cg, Wo)
+    g5 = grad.to(acc).contiguous(memory_format=layout).unflatten(1, (G, cg))  # (B, G, C/G, Ho, Wo)
+    x5 = x.contiguous(memory_format=layout).unflatten(1, (G, cg))
+    fc_taps = _channel_taps(channel_filter, G, acc)                         # (k², B, G, C/G, 1, 1)
     fs5 = spatial_filter.unflatten(1, (G, k2))
-    gx = torch.zeros_like(x, dtype=acc) if need_x else None
+    gx = torch.empty(x.shape, dtype=acc, device=x.device, memory_format=layout).zero_() if need_x else None
     gfc = x.new_zeros((B, G, cg, k2), dtype=acc) if need_fc else None
     gfs = x.new_zeros((B, G, k2, Ho, Wo), dtype=acc) if need_fs else None
-    scratch = _scratch(B * C * Ho * Wo, x, acc)
+    scratch = g5.new_empty(g5.numel())
     for t, (oy, ox), (iy, ix) in _taps(kernel_size, stride, dilation, (H, W), (Ho, Wo)):
         g_t = g5[..., oy, ox]                                               # (B, G, C/G, h, w)
         fs_t = fs5[:, :, t, oy, ox].to(acc)                                 # (B, G, h, w)
-        fc_t = fc4[..., t, None, None]                                      # (B, G, C/G, 1, 1)
-        n = g_t.shape[-2] * g_t.shape[-1]
-        buf = scratch[:g_t.numel()].view(g_t.shape)
+        buf = _window_buffer(scratch, g_t.shape, layout)
         if need_x:                                                          # gx[t window] += g·K_t
             gx_t = gx.unflatten(1, (G, cg))[..., iy, ix]
             if combine == 'mul':
-                gx_t.addcmul_(torch.mul(g_t, fc_t, out=buf), fs_t.unsqueeze(2))
+                gx_t.addcmul_(torch.mul(g_t, fc_taps[t], out=buf), fs_t.unsqueeze(2))
             else:
-                gx_t.addcmul_(g_t, fs_t.unsqueeze(2)).addcmul_(g_t, fc_t)
+                gx_t.addcmul_(g_t, fs_t.unsqueeze(2)).addcmul_(g_t, fc_taps[t])
         if not (need_fc or need_fs):
             continue
-        gxt = torch.mul(g_t, x5[..., iy, ix], out=buf).view(B * G, cg, n)  # g·x_t
+        gxt = torch.mul(g_t, x5[..., iy, ix], out=buf).flatten(3)           # g·x_t as (B, G, C/G, h·w)
         if need_fc:                                                         # Σ_pixels g·x_t (·fs_t)
             if combine == 'mul':
-                gfc[..., t] = torch.bmm(fs_t.reshape(B * G, 1, n), gxt.transpose(1, 2)).view(B, G, cg)
+                row = fs_t.reshape(B, G, 1, gxt.shape[-1])
+                gfc[..., t] = torch.matmul(row, gxt.transpose(2, 3)).view(B, G, cg)
             else:
-                gfc[..., t] = gxt.sum(-1).view(B, G, cg)
+                gfc[..., t] = gxt.sum(-1)
         if need_fs:                                                         # Σ_head channels g·x_t (·fc_t)
             if combine == 'mul':
-                gfs[:, :, t, oy, ox] = torch.bmm(fc_t.reshape(B * G, 1, cg), gxt).view(fs_t.shape)
+                gfs[:, :, t, oy, ox] = torch.matmul(fc_taps[t].view(B, G, 1, cg), gxt).view(fs_t.shape)
             else:
-                gfs[:, :, t, oy, ox] = gxt.sum(1).view(fs_t.shape)
-    return (gx.to(x.dtype) if need_x else None,
+                gfs[:, :, t, oy, ox] = gxt.sum(2).view(fs_t.shape)
+    return (_finish(gx, torch.empty_like(x)) if need_x else None,
             gfc.view(channel_filter.shape).to(x.dtype) if need_fc else None,
             gfs.view(spatial_filter.shape).to(x.dtype) if need_fs else None)

@@ -147,14 +147,17 @@ def test_ops_import_only_torch_triton_and_stdlib():
             assert all(n.split('.')[0] in allowed for n in names), f'{path.name} imports {names}'
 
 
-@pytest.mark.parametrize('backend', ['reference', pytest.param('triton', marks=pytest.mark.skipif(
-    not HAS_TRITON, reason='triton is not installed'))])
-def test_custom_op_registration(backend):
+@pytest.mark.parametrize('backend,C,W,channels_last', [
+    ('reference', 4, 9, True), ('reference', 16, 3, False), ('reference', 16, 3, True),
+    pytest.param('triton', 4, 9, True, marks=pytest.mark.skipif(not HAS_TRITON, reason='triton is not installed'))])
+def test_custom_op_registration(backend, C, W, channels_last):
     """Schema, fake (meta) implementations with the real strides, autograd registration."""
-    x = torch.randn(2, 4, 7, 9).contiguous(memory_format=torch.channels_last).requires_grad_()
-    fc, fs = torch.randn(2, 4, 3, 3, requires_grad=True), torch.randn(2, 18, 4, 5, requires_grad=True)
+    x = torch.randn(2, C, 7, W)
+    x = (x.contiguous(memory_format=torch.channels_last) if channels_last else x).requires_grad_()
+    Wo = (W - 1) // 2 + 1
+    fc, fs = torch.randn(2, C, 3, 3, requires_grad=True), torch.randn(2, 18, 4, Wo, requires_grad=True)
     torch.library.opcheck(torch.ops.mmdynconv.ddf.default, (x, fc, fs, 3, 2, 1, 'mul', backend))
-    grad = torch.randn(2, 4, 4, 5)
+    grad = torch.randn(2, C, 4, Wo)
     torch.library.opcheck(torch.ops.mmdynconv.ddf_backward.default,
                           (grad, x.detach(), fc.detach(), fs.detach(), 3, 2, 1, 'add', backend, True, False, True))
 

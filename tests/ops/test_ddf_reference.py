@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmdynconv.ops import ddf
+from mmdynconv.ops import ddf, ddf_reference
 
 
 def _ddf_loops(x, fc, fs, k, s, d, combine):
@@ -68,10 +68,20 @@ def test_dtypes_and_layouts(ddf_helpers, dtype, layout):
     assert out.is_contiguous(memory_format=torch.channels_last) == (layout == 'channels_last')
 
 
-@pytest.mark.parametrize('k,stride,dilation,heads,combine', [(3, 1, 1, 1, 'mul'), (3, 2, 2, 2, 'add'),
-                                                             (5, 3, 1, 4, 'mul'), (1, 2, 1, 2, 'add')])
-def test_gradcheck(ddf_helpers, k, stride, dilation, heads, combine):
-    inputs = ddf_helpers.make_inputs(1, 4, 5, 6, k, stride, heads, torch.float64, seed=3)
+@pytest.mark.parametrize('stride,heads,combine,dtype,layout', [
+    (1, 1, 'mul', torch.float64, 'contiguous'), (2, 2, 'add', torch.float64, 'strided'),
+    (1, 2, 'add', torch.float32, 'channels_last'), (2, 1, 'mul', torch.bfloat16, 'contiguous')])
+def test_channels_last_compute_path(ddf_helpers, stride, heads, combine, dtype, layout):
+    """Many channels per head on a narrow map: the reference computes in channels-last memory."""
+    assert ddf_reference._compute_layout(16 // heads, (3 - 1) // stride + 1) == torch.channels_last
+    _check_against_oracle(ddf_helpers, 2, 16, 9, 3, 3, stride, 2, heads, combine, dtype, layout)
+
+
+@pytest.mark.parametrize('k,stride,dilation,heads,C,W,combine', [
+    (3, 1, 1, 1, 4, 6, 'mul'), (3, 2, 2, 2, 4, 6, 'add'), (5, 3, 1, 4, 4, 6, 'mul'), (1, 2, 1, 2, 4, 6, 'add'),
+    (3, 1, 2, 1, 8, 3, 'mul'), (3, 2, 1, 2, 8, 3, 'add')])  # the last two compute in channels-last memory
+def test_gradcheck(ddf_helpers, k, stride, dilation, heads, C, W, combine):
+    inputs = ddf_helpers.make_inputs(1, C, 5, W, k, stride, heads, torch.float64, seed=3)
     assert torch.autograd.gradcheck(lambda *t: ddf(*t, k, stride, dilation, combine, backend='reference'), inputs)
 
 
