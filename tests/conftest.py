@@ -5,7 +5,18 @@ defining ``@triton.jit`` kernels is imported, so it is set here, before the test
 """
 import os
 
+import pytest
 import torch
+from tool_runner import run_tool
 
 if not torch.cuda.is_available():
     os.environ.setdefault('TRITON_INTERPRET', '1')
+
+
+@pytest.fixture(scope='session')
+def demo_data(tmp_path_factory):
+    """A small demo dataset (COCO + ADE20K formats) generated once per test session."""
+    out = tmp_path_factory.mktemp('demo_data')
+    run_tool('tools/generate_demo_data.py', '--out', str(out), '--seed', '3', '--num-train', '8', '--num-val', '4',
+             '--size', '96', '--max-size', '40')
+    return out

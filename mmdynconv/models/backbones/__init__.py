@@ -1,8 +1,8 @@
 """Backbone variants; each submodule needing mmdet or mmseg is imported only when that package is installed."""
-from importlib.util import find_spec
+from ..._optional import is_installed
 
-HAS_MMDET = find_spec('mmdet') is not None
-HAS_MMSEG = find_spec('mmseg') is not None
+HAS_MMDET = is_installed('mmdet')
+HAS_MMSEG = is_installed('mmseg')
 
 if HAS_MMDET:
     from .fdconv_resnet import FDConvResNet  # noqa: F401,E402

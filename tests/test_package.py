@@ -1,0 +1,42 @@
+"""`import mmdynconv`: version, registration in mmengine's root registry, no hard dependency on mmdet or mmseg."""
+import subprocess
+import sys
+
+import pytest
+from mmengine.registry import MODELS
+
+import mmdynconv
+
+REGISTERED = ['DDF', 'ddf_up', 'FDConv', 'UpsamplerFPN', 'FDConvResNet', 'FDConvResNetV1c']
+
+
+def test_version():
+    assert isinstance(mmdynconv.__version__, str) and mmdynconv.__version__.count('.') == 2
+
+
+@pytest.mark.parametrize('name', REGISTERED)
+def test_registered_in_root_registry(name):
+    assert MODELS.get(name) is not None and name in MODELS.module_dict
+
+
+def test_ops_import_needs_only_torch():
+    code = ('import sys\n'
+            'for m in ("mmengine", "mmcv", "mmdet", "mmseg"): sys.modules[m] = None\n'
+            'import mmdynconv.ops as ops; print(ops.ddf.__name__)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == 'ddf'
+
+
+@pytest.mark.parametrize('missing,present,absent_type', [
+    ('mmdet', 'FDConvResNetV1c', 'FDConvResNet'), ('mmseg', 'FDConvResNet', 'FDConvResNetV1c')])
+def test_import_without_one_of_mmdet_mmseg(missing, present, absent_type):
+    code = (f'import sys; sys.modules[{missing!r}] = None\n'
+            'import mmdynconv\n'
+            'from mmengine.registry import MODELS\n'
+            f'assert {missing!r} not in [m for m in sys.modules if sys.modules[m] is not None]\n'
+            f'assert MODELS.get({present!r}) is not None and MODELS.get("DDF") is not None\n'
+            f'assert {absent_type!r} not in MODELS.module_dict\n'
+            'print("ok")')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-3000:]
