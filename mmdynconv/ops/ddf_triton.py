@@ -18,9 +18,8 @@ Kernels (plain pointer arithmetic and masks, no block pointers: Triton 3.6 to 3.
   there are too few programs the head's channels are split too, with a ``sum`` over splits for the spatial filter.
   Every element is written by exactly one program: the kernels are deterministic.
 
-Per-sample tensors must have fewer than 2³¹ elements (offsets inside a sample are int32).
+Offsets inside a sample are int32 (checked: below 2³¹); sample offsets are int64.
 """
-import math
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +30,7 @@ from .ddf_reference import accum_dtype, output_memory_format
 
 _TL_ACC = {torch.float32: tl.float32, torch.float64: tl.float64}
 _MAX_GRID_YZ = 65535
-_MAX_SAMPLE_NUMEL = 2**31 - 1
+_MAX_SAMPLE_OFFSET = 2**31 - 1
 _MIN_PROGRAMS = 512  # below this many filter-gradient programs, split the channels of a head as well
 
 
@@ -45,31 +44,31 @@ def _fwd(x_ptr, fc_ptr, fs_ptr, out_ptr, H, W, Ho, Wo, CG,
     b = tl.program_id(2).to(tl.int64)
     cl = (tl.program_id(1) % ncb) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_mask = cl < CG
-    c = (h * CG + cl).to(tl.int64)
+    c = h * CG + cl
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     p_mask = p < Ho * Wo
     oy = p // Wo
     ox = p % Wo
-    x_rows = x_ptr + b * sxb + c[:, None] * sxc
-    fc_rows = fc_ptr + b * sfcb + c * sfcc
-    fs_row = fs_ptr + b * sfsb + (h * K * K).to(tl.int64) * sfsc + oy * sfsh + ox * sfsw
+    x_base = x_ptr + b * sxb
+    fc_chan = fc_ptr + b * sfcb + c * sfcc
+    fs_pix = fs_ptr + b * sfsb + h * K * K * sfsc + oy * sfsh + ox * sfsw
     R = (K - 1) // 2
     acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=ACC)
     for i in range(K):
         iy = oy * STRIDE + (i - R) * DIL
         row_ok = p_mask & (iy >= 0) & (iy < H)
-        x_row = x_rows + (iy * sxh)[None, :]
         for j in range(K):
             ix = ox * STRIDE + (j - R) * DIL
             inside = row_ok & (ix >= 0) & (ix < W)
-            xv = tl.load(x_row + (ix * sxw)[None, :], mask=c_mask[:, None] & inside[None, :], other=0.0)
-            fsv = tl.load(fs_row + (i * K + j) * sfsc, mask=p_mask, other=0.0).to(ACC)
-            fcv = tl.load(fc_rows + i * sfci + j * sfcj, mask=c_mask, other=0.0).to(ACC)
+            xv = tl.load(x_base + (c * sxc)[:, None] + (iy * sxh + ix * sxw)[None, :],
+                         mask=c_mask[:, None] & inside[None, :], other=0.0)
+            fsv = tl.load(fs_pix + (i * K + j) * sfsc, mask=p_mask, other=0.0).to(ACC)
+            fcv = tl.load(fc_chan + i * sfci + j * sfcj, mask=c_mask, other=0.0).to(ACC)
             if MUL:
                 acc += xv.to(ACC) * (fcv[:, None] * fsv[None, :])
             else:
                 acc += xv.to(ACC) * (fcv[:, None] + fsv[None, :])
-    out_ptrs = out_ptr + b * sob + c[:, None] * soc + (oy * soh + ox * sow)[None, :]
+    out_ptrs = out_ptr + b * sob + (c * soc)[:, None] + (oy * soh + ox * sow)[None, :]
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=c_mask[:, None] & p_mask[None, :])
 
 
@@ -83,14 +82,14 @@ def _bwd_x(g_ptr, fc_ptr, fs_ptr, gx_ptr, H, W, Ho, Wo, CG,
     b = tl.program_id(2).to(tl.int64)
     cl = (tl.program_id(1) % ncb) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_mask = cl < CG
-    c = (h * CG + cl).to(tl.int64)
+    c = h * CG + cl
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     p_mask = p < H * W
     iy = p // W
     ix = p % W
-    g_rows = g_ptr + b * sgb + c[:, None] * sgc
-    fc_rows = fc_ptr + b * sfcb + c * sfcc
-    fs_head = fs_ptr + b * sfsb + (h * K * K).to(tl.int64) * sfsc
+    g_base = g_ptr + b * sgb
+    fc_chan = fc_ptr + b * sfcb + c * sfcc
+    fs_head = fs_ptr + b * sfsb + h * K * K * sfsc
     R = (K - 1) // 2
     acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=ACC)
     for i in range(K):
@@ -105,14 +104,15 @@ def _bwd_x(g_ptr, fc_ptr, fs_ptr, gx_ptr, H, W, Ho, Wo, CG,
             hit = row_hit & (nx >= 0) & (ox < Wo)
             if STRIDE > 1:
                 hit = hit & (ox * STRIDE == nx)
-            gv = tl.load(g_rows + (oy * sgh + ox * sgw)[None, :], mask=c_mask[:, None] & hit[None, :], other=0.0)
+            gv = tl.load(g_base + (c * sgc)[:, None] + (oy * sgh + ox * sgw)[None, :],
+                         mask=c_mask[:, None] & hit[None, :], other=0.0)
             fsv = tl.load(fs_head + (i * K + j) * sfsc + oy * sfsh + ox * sfsw, mask=hit, other=0.0).to(ACC)
-            fcv = tl.load(fc_rows + i * sfci + j * sfcj, mask=c_mask, other=0.0).to(ACC)
+            fcv = tl.load(fc_chan + i * sfci + j * sfcj, mask=c_mask, other=0.0).to(ACC)
             if MUL:
                 acc += gv.to(ACC) * (fcv[:, None] * fsv[None, :])
             else:
                 acc += gv.to(ACC) * (fcv[:, None] + fsv[None, :])
-    gx_ptrs = gx_ptr + b * sxb + c[:, None] * sxc + (iy * sxh + ix * sxw)[None, :]
+    gx_ptrs = gx_ptr + b * sxb + (c * sxc)[:, None] + (iy * sxh + ix * sxw)[None, :]
     tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=c_mask[:, None] & p_mask[None, :])
 
 
@@ -133,11 +133,13 @@ def _bwd_filters(g_ptr, x_ptr, fc_ptr, fs_ptr, gfc_ptr, gfs_ptr, H, W, Ho, Wo, C
     p_mask = p < Ho * Wo
     oy = p // Wo
     ox = p % Wo
-    g_pix = g_ptr + b * sgb + (oy * sgh + ox * sgw)[None, :]
-    x_sample = x_ptr + b * sxb
-    fs_row = fs_ptr + b * sfsb + (h * K * K).to(tl.int64) * sfsc + oy * sfsh + ox * sfsw
+    g_pix = oy * sgh + ox * sgw
+    g_base = g_ptr + b * sgb
+    x_base = x_ptr + b * sxb
+    fc_base = fc_ptr + b * sfcb
+    fs_pix = fs_ptr + b * sfsb + h * K * K * sfsc + oy * sfsh + ox * sfsw
     gfc_base = gfc_ptr + pid_p.to(tl.int64) * gfc_s_split + b * gfc_s_b
-    gfs_row = gfs_ptr + split.to(tl.int64) * gfs_s_split + b * gfs_s_b + (h * K * K).to(tl.int64) * gfs_s_c + p
+    gfs_pix = gfs_ptr + split.to(tl.int64) * gfs_s_split + b * gfs_s_b + h * K * K * gfs_s_c + p
     R = (K - 1) // 2
     for i in range(K):
         iy = oy * STRIDE + (i - R) * DIL
@@ -145,26 +147,27 @@ def _bwd_filters(g_ptr, x_ptr, fc_ptr, fs_ptr, gfc_ptr, gfs_ptr, H, W, Ho, Wo, C
         for j in range(K):
             ix = ox * STRIDE + (j - R) * DIL
             inside = row_ok & (ix >= 0) & (ix < W)
-            x_pix = x_sample + (iy * sxh + ix * sxw)[None, :]
-            fsv = tl.load(fs_row + (i * K + j) * sfsc, mask=p_mask, other=0.0).to(ACC)
+            x_pix = iy * sxh + ix * sxw
+            fsv = tl.load(fs_pix + (i * K + j) * sfsc, mask=p_mask, other=0.0).to(ACC)
             acc_fs = tl.zeros([BLOCK_P], dtype=ACC)
             for cb in range(split, ncb, NCS):
                 cl = cb * BLOCK_C + tl.arange(0, BLOCK_C)
                 c_mask = cl < CG
-                c = (h * CG + cl).to(tl.int64)
-                gv = tl.load(g_pix + c[:, None] * sgc, mask=c_mask[:, None] & p_mask[None, :], other=0.0)
-                xv = tl.load(x_pix + c[:, None] * sxc, mask=c_mask[:, None] & inside[None, :], other=0.0)
+                c = h * CG + cl
+                gv = tl.load(g_base + (c * sgc)[:, None] + g_pix[None, :], mask=c_mask[:, None] & p_mask[None, :],
+                             other=0.0)
+                xv = tl.load(x_base + (c * sxc)[:, None] + x_pix[None, :], mask=c_mask[:, None] & inside[None, :],
+                             other=0.0)
                 gx_t = gv.to(ACC) * xv.to(ACC)  # g·x_t, [BLOCK_C, BLOCK_P]
                 if MUL:
-                    fcv = tl.load(fc_ptr + b * sfcb + c * sfcc + i * sfci + j * sfcj, mask=c_mask,
-                                  other=0.0).to(ACC)
+                    fcv = tl.load(fc_base + c * sfcc + i * sfci + j * sfcj, mask=c_mask, other=0.0).to(ACC)
                     acc_fs += tl.sum(gx_t * fcv[:, None], axis=0)
                     gfc_part = tl.sum(gx_t * fsv[None, :], axis=1)
                 else:
                     acc_fs += tl.sum(gx_t, axis=0)
                     gfc_part = tl.sum(gx_t, axis=1)
                 tl.store(gfc_base + c * gfc_s_c + i * K + j, gfc_part.to(gfc_ptr.dtype.element_ty), mask=c_mask)
-            tl.store(gfs_row + (i * K + j) * gfs_s_c, acc_fs.to(gfs_ptr.dtype.element_ty), mask=p_mask)
+            tl.store(gfs_pix + (i * K + j) * gfs_s_c, acc_fs.to(gfs_ptr.dtype.element_ty), mask=p_mask)
 
 
 @dataclass(frozen=True)
@@ -179,15 +182,16 @@ class LaunchConfig:
 
 
 def default_config(x: torch.Tensor, kernel_size: int, heads: int, out_hw) -> LaunchConfig:
-    """Tiles of about 2048 elements: up to 16 channels of a head × pixels. The filter-gradient partial sums stay
-    below the size of x: its tile spans at least k²·(accumulator bytes / x bytes) pixels, and its channel splits
-    (used when there are fewer than 512 programs) are capped likewise."""
+    """Tiles of up to 16 channels of a head × pixels: 1024 elements for the element-wise kernels (8 per thread at 4
+    warps, about 100 registers on sm_90), 2048 for the filter-gradient kernel. The filter-gradient partial sums
+    stay below the size of x: its tile spans at least k²·(accumulator bytes / x bytes) pixels, and its channel
+    splits (used when there are fewer than 512 programs) are capped likewise."""
     B, C, H, W = x.shape
     cg, k2 = max(1, C // heads), kernel_size * kernel_size
     n_out = out_hw[0] * out_hw[1]
     widen = accum_dtype(x.dtype).itemsize // x.element_size()  # accumulator bytes per x byte
     block_c = min(triton.next_power_of_2(cg), 16)
-    block_p = min(2048 // block_c, max(16, triton.next_power_of_2(max(n_out, H * W))))
+    block_p = min(1024 // block_c, max(16, triton.next_power_of_2(max(n_out, H * W))))
     filter_block_p = min(max(128, triton.next_power_of_2(k2 * widen)), max(16, triton.next_power_of_2(n_out)))
     filter_block_c = max(1, min(triton.next_power_of_2(cg), 2048 // filter_block_p))
     programs = triton.cdiv(n_out, filter_block_p) * heads * B
@@ -200,10 +204,11 @@ def default_config(x: torch.Tensor, kernel_size: int, heads: int, out_hw) -> Lau
 def _check_launch(x, spatial_filter, heads, config):
     cg = x.shape[1] // heads
     for name, t in (('x', x), ('spatial_filter', spatial_filter)):
-        if math.prod(t.shape[1:]) > _MAX_SAMPLE_NUMEL:
-            raise ValueError(f"ddf: backend='triton' needs fewer than 2**31 elements per sample of {name}, "
-                             f"got shape {tuple(t.shape)}; use backend='reference'")
-    if x.shape[0] > _MAX_GRID_YZ or heads * triton.cdiv(cg, config.block_c) > _MAX_GRID_YZ:
+        if sum((n - 1) * abs(st) for n, st in zip(t.shape[1:], t.stride()[1:])) > _MAX_SAMPLE_OFFSET:
+            raise ValueError(f"ddf: backend='triton' needs offsets below 2**31 inside a sample of {name}, "
+                             f"got shape {tuple(t.shape)} with strides {t.stride()}; use backend='reference'")
+    blocks = heads * max(triton.cdiv(cg, config.block_c), config.channel_splits)
+    if x.shape[0] > _MAX_GRID_YZ or blocks > _MAX_GRID_YZ:
         raise ValueError(f"ddf: backend='triton' supports at most {_MAX_GRID_YZ} samples and {_MAX_GRID_YZ} "
                          f'channel blocks, got x of shape {tuple(x.shape)}')
 

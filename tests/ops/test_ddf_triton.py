@@ -9,7 +9,7 @@ import torch
 
 from mmdynconv.ops import ddf
 
-pytest.importorskip('triton')
+triton = pytest.importorskip('triton')
 from mmdynconv.ops import ddf_triton  # noqa: E402  (after the skip: needs triton)
 
 F32, F16, BF16, F64 = torch.float32, torch.float16, torch.bfloat16, torch.float64
@@ -87,6 +87,15 @@ def test_default_config_splits_channels_when_programs_are_few():
     assert config.channel_splits > 1 and config.block_c * config.block_p <= 2048
     big = ddf_triton.default_config(torch.empty(2, 256, 200, 304, device='meta'), 15, 1, (200, 304))
     assert big.channel_splits == 1 and big.filter_block_p >= 15 * 15
+
+
+@pytest.mark.parametrize('chw', [(64, 7, 7), (4, 13, 13)])
+def test_default_config_partial_sums(ddf_helpers, chw):
+    """Default tiles with channel splits (64 channels on 7×7) and with several pixel blocks (13×13)."""
+    x = torch.empty(1, *chw, device='meta')
+    config = ddf_triton.default_config(x, 3, 1, chw[1:])
+    assert config.channel_splits > 1 or triton.cdiv(chw[1] * chw[2], config.filter_block_p) > 1
+    _compare(ddf_helpers, 3, 1, 1, 1, 'mul', F32, 'contiguous', chw, B=1)
 
 
 def test_expanded_and_partial_gradients(ddf_helpers):
