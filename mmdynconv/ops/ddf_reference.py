@@ -51,6 +51,7 @@ def _taps(kernel_size, stride, dilation, in_hw, out_hw):
 
 
 def _compute_layout(channels_per_head: int, out_width: int) -> torch.memory_format:
+    """Memory order of the element-wise work: the one with the longer innermost loop (channels vs. image row)."""
     return torch.channels_last if channels_per_head > 2 * out_width else torch.contiguous_format
 
 
