@@ -54,7 +54,10 @@ class _Geometry:
 
 
 def _mixed_tiled(spectrum, band_index, scale, kernel_att, g):
-    """irfft2 of the per-sample band-weighted spectrum: (B, Co·k, Ci·k) fp32 ((1, …) without kernel attention)."""
+    """irfft2 of the per-sample band-weighted spectrum: (B, Co·k, Ci·k) fp32 ((1, …) without kernel attention).
+
+    ``scale`` here includes the factor 2 of the local attention 2·sigmoid, which is cheaper to apply to the spectrum.
+    """
     coefficients = torch.view_as_complex(spectrum.float().contiguous()) * scale
     if kernel_att is None:
         coefficients = coefficients.unsqueeze(0)
@@ -64,9 +67,9 @@ def _mixed_tiled(spectrum, band_index, scale, kernel_att, g):
 
 
 def _local_att(local_feat, local_weight):
-    """2·sigmoid(conv1d(feat)): (B, Co·k², Ci) fp32."""
+    """sigmoid(conv1d(feat)): (B, Co·k², Ci) fp32 (the local attention without its factor 2)."""
     logits = F.conv1d(local_feat.float().unsqueeze(1), local_weight.float(), padding=local_weight.shape[-1] // 2)
-    return logits.sigmoid_().mul_(2)
+    return logits.sigmoid_()
 
 
 def _as_weight(t, g):
@@ -103,7 +106,7 @@ class _FDConvFunction(torch.autograd.Function):
         g = _Geometry(x, spectrum, out_att, stride, padding, dilation, fold)
         dtype = _conv_dtype(x)
         with torch.autocast(x.device.type, enabled=False):
-            weight = _assemble(_mixed_tiled(spectrum, band_index, scale, kernel_att, g),
+            weight = _assemble(_mixed_tiled(spectrum, band_index, 2 * scale, kernel_att, g),
                                _local_att(local_feat, local_weight), pos_att, in_att, out_att, g)
             weight = weight.to(dtype).view(g.b * g.co, g.ci, g.k, g.k)
             inp = x if g.fold else x * in_att.to(x.dtype)[:, :, None, None]
@@ -116,7 +119,7 @@ class _FDConvFunction(torch.autograd.Function):
                 y.add_(bias.to(dtype)[None, :, None, None])
         ctx.save_for_backward(x, spectrum, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias,
                               band_index)
-        ctx.geometry, ctx.scale, ctx.dtype = g, scale, dtype
+        ctx.geometry, ctx.scale, ctx.dtype = g, 2 * scale, dtype
         return y
 
     @staticmethod
@@ -149,8 +152,8 @@ def _backward(grad_y, x, spectrum, kernel_att, local_feat, local_weight, pos_att
     if not (need_x or need_weight):
         return tuple(grads.values()) + (None,) * 6
 
-    tiled = _mixed_tiled(spectrum, band_index, scale, kernel_att, g)           # (B', Co·k, Ci·k)
-    local = _local_att(local_feat, local_weight)                               # (B, Co·k², Ci)
+    tiled = _mixed_tiled(spectrum, band_index, scale, kernel_att, g)           # 2·mix: (B', Co·k, Ci·k)
+    local = _local_att(local_feat, local_weight)                               # σ: (B, Co·k², Ci)
     weight = _assemble(tiled, local, pos_att, in_att, out_att, g).to(dtype).view(g.b * g.co, g.ci, g.k, g.k)
     inp = (x if g.fold else x * in_att.to(x.dtype)[:, :, None, None]).to(dtype)
     grad_conv = grad_y if g.fold else grad_y * out_att.to(dtype)[:, :, None, None]
@@ -211,8 +214,8 @@ def _backward(grad_y, x, spectrum, kernel_att, local_feat, local_weight, pos_att
         _spectral_backward(grad_tiled, spectrum, kernel_att, band_index, scale, need_spec, need_kernel, grads)
         del grad_tiled
     if need_feat or need_lw:
-        # d logits = dU ⊙ tiles ⊙ α(1 − α/2), written into the local-attention buffer (its conv1d layout).
-        local.addcmul_(local, local, value=-0.5)
+        # d logits = dU ⊙ tiles ⊙ σ(1 − σ), written into the local-attention buffer (its conv1d layout).
+        local.addcmul_(local, local, value=-1)
         local_w.mul_(grad_w).mul_(tiled_w)
         gf, gw, _ = torch.ops.aten.convolution_backward(
             local, local_feat.float().unsqueeze(1), local_weight.float(), None, [1], [local_weight.shape[-1] // 2],

@@ -1,79 +1,112 @@
-"""Frequency Band Modulation (SPEC §2.3), memory-lean: ``x' = Σ_m A_m ⊙ B_m + low``.
+"""Frequency Band Modulation (SPEC §2.3), lean: ``x' = Σ_m A_m ⊙ B_m + low``.
 
-Bands of x come from nested square (Chebyshev) low-passes L_c on ``rfft2(x, norm='ortho')``: a coefficient passes
+Bands of x come from nested square (Chebyshev) low-passes L_c of ``rfft2(x, norm='ortho')``: a coefficient passes
 L_c when max(|fr|, |fc|) ≤ c (cycles/pixel). With cut-offs c_1 > c_2 > … > c_M: B_1 = x − L_1, B_m = L_{m−1} − L_m,
 low = L_M. The mask is symmetric under f → −f, so every L_c is real (the release boxes fftshift indices, which is
 one coefficient asymmetric on even sizes, and keeps the real part).
 
-Rewritten as ``x' = A_1 x + Σ_m (A_{m+1} − A_m) L_m`` (A_{M+1} = 1), the forward needs one rfft2 and M irfft2 and
-saves nothing but the inputs; the backward recomputes the low-passes (L_c is self-adjoint). All FFT work is fp32,
-also under autocast; the result has x's dtype.
+A square mask is separable, so L_c(x) = P_H x P_W with P_N = U_N U_Nᵀ the orthogonal projection onto the real
+Fourier basis U_N (N × (2K+1): the constant, √(2/N)·cos and √(2/N)·sin of frequencies k/N ≤ c, k = 1…K). Ordered by
+frequency, the bases of all cut-offs are prefixes of the widest one. The lean path therefore computes the
+coefficients Y = U_Hᵀ x U_W of the widest band once (two GEMMs, a quarter of x's size, the only thing saved for
+backward besides the inputs) and rebuilds each L_m from a sub-block of Y — exactly the FFT-mask operator, with
+GEMMs instead of 1 + M full-size FFTs. Written as ``x' = A_1 x + Σ_m (A_{m+1} − A_m) L_m`` (A_{M+1} = 1); L_c is
+self-adjoint, which gives the input gradient. All of it runs in fp32, also under autocast; the result has x's dtype.
 """
+import math
+
 import torch
 
 CUTOFFS = (1 / 4, 1 / 8, 1 / 16)
+_BASES = {}
+
+
+def _max_frequency(n, cutoff):
+    """Largest integer k < n/2 with k/n ≤ cutoff (cutoff < 1/2)."""
+    return min(math.floor(cutoff * n), (n - 1) // 2)
 
 
 def lowpass_masks(height: int, width: int, cutoffs=CUTOFFS, device=None) -> torch.Tensor:
     """Float32 (M, H, ⌊W/2⌋+1) masks of the rfft2 coefficients passing each cut-off (max(|fr|, |fc|) ≤ c)."""
-    fr = torch.fft.fftfreq(height, dtype=torch.float64, device=device).abs()
-    fc = torch.fft.rfftfreq(width, dtype=torch.float64, device=device)
-    masks = [(fr[:, None] <= c) & (fc[None, :] <= c) for c in cutoffs]
+    index_h = torch.arange(height, device=device)
+    kr = torch.minimum(index_h, height - index_h)  # |signed frequency index|
+    kc = torch.arange(width // 2 + 1, device=device)
+    masks = [(kr[:, None] <= _max_frequency(height, c)) & (kc[None, :] <= _max_frequency(width, c)) for c in cutoffs]
     return torch.stack(masks).float()
 
 
-def _lowpass(spectrum, mask, size):
-    return torch.fft.irfft2(spectrum * mask, s=size, norm='ortho')
+def fourier_basis(n: int, cutoff: float, device=None) -> torch.Tensor:
+    """Orthonormal real Fourier basis (n, 2K+1) of the frequencies k/n ≤ cutoff, ordered DC, cos 1, sin 1, cos 2, …"""
+    key = (n, cutoff, str(device))
+    if key not in _BASES:
+        t = torch.arange(n, dtype=torch.float64)
+        columns = [torch.full((n,), 1 / math.sqrt(n), dtype=torch.float64)]
+        for k in range(1, _max_frequency(n, cutoff) + 1):
+            angle = 2 * math.pi * k * t / n
+            columns += [angle.cos() * math.sqrt(2 / n), angle.sin() * math.sqrt(2 / n)]
+        _BASES[key] = torch.stack(columns, 1).float().to(device)
+    return _BASES[key]
 
 
-def _combine(x32, att32, masks):
-    """Return x' = A_1 x + Σ_m (A_{m+1} − A_m) L_m in fp32; x32 (B, C, H, W), att32 (B, M, H, W)."""
-    size = x32.shape[-2:]
-    spectrum = torch.fft.rfft2(x32, norm='ortho')
-    out = x32 * att32[:, :1]
-    for m in range(masks.shape[0]):
-        nxt = att32[:, m + 1:m + 2] if m + 1 < masks.shape[0] else 1.0
-        out.add_(_lowpass(spectrum, masks[m], size) * (nxt - att32[:, m:m + 1]))
-    return out
+def _bases(x, cutoffs):
+    h, w = x.shape[-2:]
+    sizes = [(2 * _max_frequency(h, c) + 1, 2 * _max_frequency(w, c) + 1) for c in cutoffs]
+    return fourier_basis(h, cutoffs[0], x.device), fourier_basis(w, cutoffs[0], x.device), sizes
+
+
+def _project(x, u_h, u_w):
+    """Coefficients U_Hᵀ x U_W: (…, H, W) -> (…, r_H, r_W)."""
+    return u_h.t() @ (x @ u_w)
+
+
+def _rebuild(coefficients, u_h, u_w, size):
+    """U_H[:, :a] · Y[:a, :b] · U_W[:, :b]ᵀ for the band of sub-block size (a, b): (…, H, W)."""
+    a, b = size
+    return u_h[:, :a] @ (coefficients[..., :a, :b] @ u_w[:, :b].t())
+
+
+def _weights(att32, m):
+    """(A_{m+1} − A_m), the factor of L_m in x' (A_{M+1} = 1)."""
+    nxt = att32[:, m + 1:m + 2] if m + 1 < att32.shape[1] else 1.0
+    return nxt - att32[:, m:m + 1]
 
 
 class _FrequencyBandMix(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, att, cutoffs):
-        ctx.save_for_backward(x, att)
-        ctx.cutoffs = cutoffs
         with torch.autocast(x.device.type, enabled=False):
-            masks = lowpass_masks(*x.shape[-2:], cutoffs, x.device)
-            return _combine(x.float(), att.float(), masks).to(x.dtype)
+            x32, att32 = x.float(), att.float()
+            u_h, u_w, sizes = _bases(x32, cutoffs)
+            coefficients = _project(x32, u_h, u_w)
+            out = x32 * att32[:, :1]
+            for m, size in enumerate(sizes):
+                out.add_(_rebuild(coefficients, u_h, u_w, size).mul_(_weights(att32, m)))
+        ctx.save_for_backward(x, att, coefficients)
+        ctx.cutoffs = cutoffs
+        return out.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        x, att = ctx.saved_tensors
-        size = x.shape[-2:]
+        x, att, coefficients = ctx.saved_tensors
+        grad_x = grad_att = None
         with torch.autocast(x.device.type, enabled=False):
-            masks = lowpass_masks(*size, ctx.cutoffs, x.device)
-            grad, x32, att32 = grad.float(), x.float(), att.float()
-            num = masks.shape[0]
-            grad_att = grad_x = None
+            grad, att32 = grad.float(), att.float()
+            u_h, u_w, sizes = _bases(grad, ctx.cutoffs)
             if ctx.needs_input_grad[1]:
-                spectrum = torch.fft.rfft2(x32, norm='ortho')
                 grad_att = torch.empty_like(att32)
-                previous = x32
-                for m in range(num):
-                    low = _lowpass(spectrum, masks[m], size)
+                previous = x.float()
+                for m, size in enumerate(sizes):
+                    low = _rebuild(coefficients, u_h, u_w, size)
                     grad_att[:, m] = (grad * (previous - low)).sum(1)
                     previous = low
-                del spectrum, previous, low
                 grad_att = grad_att.to(att.dtype)
             if ctx.needs_input_grad[0]:
-                # L_c is self-adjoint: dx = A_1 g + L^{-1}[Σ_m mask_m ⊙ rfft2((A_{m+1} − A_m) g)].
-                acc = None
-                for m in range(num):
-                    nxt = att32[:, m + 1:m + 2] if m + 1 < num else 1.0
-                    term = torch.fft.rfft2(grad * (nxt - att32[:, m:m + 1]), norm='ortho').mul_(masks[m])
-                    acc = term if acc is None else acc.add_(term)
-                grad_x = torch.fft.irfft2(acc, s=size, norm='ortho').addcmul_(grad, att32[:, :1]).to(x.dtype)
+                grad_x = grad * att32[:, :1]
+                for m, (a, b) in enumerate(sizes):
+                    weighted = grad * _weights(att32, m)
+                    grad_x.add_(_rebuild(_project(weighted, u_h[:, :a], u_w[:, :b]), u_h, u_w, (a, b)))
+                grad_x = grad_x.to(x.dtype)
         return grad_x, grad_att, None
 
 
