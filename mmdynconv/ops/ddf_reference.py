@@ -65,10 +65,10 @@ def _window_buffer(scratch, shape, layout):
 
 
 def _finish(result, template):
-    """``result`` with the dtype and strides of the empty tensor ``template`` (copied into it only if they differ)."""
+    """``result`` with the dtype and strides of ``template`` (a meta tensor); copied only if they differ."""
     if result.dtype == template.dtype and result.stride() == template.stride():
         return result
-    return template.copy_(result)
+    return result.new_empty_strided(template.shape, template.stride(), dtype=template.dtype).copy_(result)
 
 
 def _channel_taps(channel_filter, heads, dtype):
@@ -81,6 +81,13 @@ def _channel_taps(channel_filter, heads, dtype):
 def ddf_forward_reference(x, channel_filter, spatial_filter, kernel_size: int, stride: int, dilation: int,
                           combine: str) -> torch.Tensor:
     """DDF forward: returns (B, C, Ho, Wo) in x's dtype. Inputs are assumed validated (see ``mmdynconv.ops.ddf``)."""
+    out = _forward_taps(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine)
+    template = torch.empty(out.shape, dtype=x.dtype, device='meta', memory_format=output_memory_format(x))
+    return _finish(out, template)
+
+
+def _forward_taps(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine):
+    """The tap loop of the forward: returns the accumulator (B, C, Ho, Wo) in the compute layout and dtype."""
     B, C, H, W = x.shape
     k2 = kernel_size * kernel_size
     G = spatial_filter.shape[1] // k2
@@ -101,8 +108,7 @@ def ddf_forward_reference(x, channel_filter, spatial_filter, kernel_size: int, s
             out_t.addcmul_(torch.mul(x_t, fc_taps[t], out=_window_buffer(scratch, x_t.shape, layout)), fs_t)
         else:
             out_t.addcmul_(x_t, fs_t).addcmul_(x_t, fc_taps[t])
-    template = torch.empty((B, C, Ho, Wo), dtype=x.dtype, device=x.device, memory_format=output_memory_format(x))
-    return _finish(out, template)
+    return out
 
 
 def ddf_backward_reference(grad, x, channel_filter, spatial_filter, kernel_size: int, stride: int, dilation: int,
@@ -113,6 +119,17 @@ def ddf_backward_reference(grad, x, channel_filter, spatial_filter, kernel_size:
     (``need_* = False``) is None. The two filter gradients are reductions of g·x_t (t = tap) over pixels
     (channel filter) and over the channels of a head (spatial filter), done as batched matrix products per tap.
     """
+    gx, gfc, gfs = _backward_taps(grad, x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine,
+                                  need_x, need_fc, need_fs)
+    return (_finish(gx, torch.empty_like(x, device='meta')) if need_x else None,
+            gfc.view(channel_filter.shape).to(x.dtype) if need_fc else None,
+            gfs.view(spatial_filter.shape).to(x.dtype) if need_fs else None)
+
+
+def _backward_taps(grad, x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine,
+                   need_x, need_fc, need_fs):
+    """The tap loop of the backward: accumulators gx (B, C, H, W) in the compute layout, gfc (B, G, C/G, k²) and
+    gfs (B, G, k², Ho, Wo), in the accumulation dtype (None where not needed)."""
     B, C, H, W = x.shape
     k2 = kernel_size * kernel_size
     G = spatial_filter.shape[1] // k2
@@ -152,6 +169,4 @@ def ddf_backward_reference(grad, x, channel_filter, spatial_filter, kernel_size:
                 gfs[:, :, t, oy, ox] = torch.matmul(fc_taps[t].view(B, G, 1, cg), gxt).view(fs_t.shape)
             else:
                 gfs[:, :, t, oy, ox] = gxt.sum(2).view(fs_t.shape)
-    return (_finish(gx, torch.empty_like(x)) if need_x else None,
-            gfc.view(channel_filter.shape).to(x.dtype) if need_fc else None,
-            gfs.view(spatial_filter.shape).to(x.dtype) if need_fs else None)
+    return gx, gfc, gfs
