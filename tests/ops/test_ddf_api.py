@@ -16,6 +16,7 @@ from mmdynconv.ops import ENV_VAR, backend as backend_module, ddf, resolve_backe
 
 ddf_module = importlib.import_module('mmdynconv.ops.ddf')
 HAS_TRITON = backend_module.triton_available()
+DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
 def _args(**changes):
@@ -101,14 +102,13 @@ def test_ddf_runs_the_selected_backend(monkeypatch):
     used = []
     impl = ddf_module._impl
     monkeypatch.setattr(ddf_module, '_impl', lambda name: used.append(name) or impl(name))
-    monkeypatch.setenv(ENV_VAR, 'triton')
-    args = _args()
+    args = {k: v.to(DEVICE) if torch.is_tensor(v) else v for k, v in _args().items()}
     expected = ddf(**args)
+    monkeypatch.setenv(ENV_VAR, 'triton')
     torch.testing.assert_close(ddf(**dict(args, backend=None)), expected)
     monkeypatch.delenv(ENV_VAR)
-    device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    ddf(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in dict(args, backend=None).items()})
-    assert used == ['reference', 'triton', 'triton' if device == 'cuda' else 'reference']
+    ddf(**dict(args, backend=None))
+    assert used == ['reference', 'triton', 'triton' if DEVICE == 'cuda' else 'reference']
 
 
 def test_importable_without_triton(tmp_path):
@@ -152,12 +152,13 @@ def test_ops_import_only_torch_triton_and_stdlib():
     pytest.param('triton', 4, 9, True, marks=pytest.mark.skipif(not HAS_TRITON, reason='triton is not installed'))])
 def test_custom_op_registration(backend, C, W, channels_last):
     """Schema, fake (meta) implementations with the real strides, autograd registration."""
-    x = torch.randn(2, C, 7, W)
+    x = torch.randn(2, C, 7, W, device=DEVICE)
     x = (x.contiguous(memory_format=torch.channels_last) if channels_last else x).requires_grad_()
     Wo = (W - 1) // 2 + 1
-    fc, fs = torch.randn(2, C, 3, 3, requires_grad=True), torch.randn(2, 18, 4, Wo, requires_grad=True)
+    fc = torch.randn(2, C, 3, 3, device=DEVICE, requires_grad=True)
+    fs = torch.randn(2, 18, 4, Wo, device=DEVICE, requires_grad=True)
     torch.library.opcheck(torch.ops.mmdynconv.ddf.default, (x, fc, fs, 3, 2, 1, 'mul', backend))
-    grad = torch.randn(2, C, 4, Wo)
+    grad = torch.randn(2, C, 4, Wo, device=DEVICE)
     torch.library.opcheck(torch.ops.mmdynconv.ddf_backward.default,
                           (grad, x.detach(), fc.detach(), fs.detach(), 3, 2, 1, 'add', backend, True, False, True))
 
@@ -173,8 +174,7 @@ def test_double_backward_is_rejected():
 @pytest.mark.parametrize('backend', ['reference', pytest.param('triton', marks=pytest.mark.skipif(
     not HAS_TRITON, reason='triton is not installed'))])
 def test_torch_compile_fullgraph(backend):
-    device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    x, fc, fs = (torch.randn(s, device=device, requires_grad=True) for s in ((2, 4, 7, 9), (2, 4, 3, 3),
+    x, fc, fs = (torch.randn(s, device=DEVICE, requires_grad=True) for s in ((2, 4, 7, 9), (2, 4, 3, 3),
                                                                              (2, 9, 4, 5)))
 
     def fn(x, fc, fs):
