@@ -10,7 +10,8 @@ Kernels (plain pointer arithmetic and masks, no block pointers: Triton 3.6 to 3.
   loading an x tile [channels, pixels], the spatial-filter row of the head (shared by the tile's channels) and the
   channel-filter column, and accumulates x·K in registers. K is never materialised.
 - ``_bwd_x``: the same tiling over *input* pixels, gathering: gx[iy, ix] = Σ_t g[oy, ox]·K_t[oy, ox] over the taps
-  with iy = oy·s + (i − r)·d (no atomics).
+  with iy = oy·s + (i − r)·d (no atomics). With stride s > 1 the taps that hit no output pixel are masked, which
+  wastes (s² − 1)/s² of the tap iterations (a tiling by pixel phase would avoid it).
 - ``_bwd_filters``: program = (block of output pixels, head, channel split, sample). Per tap it forms g·x_t once
   for a [channels, pixels] tile and reduces it both ways: over the tile's pixels into a per-pixel-block partial of
   the channel-filter gradient, and over the channels into the spatial-filter gradient of its pixels. The pixel
@@ -18,7 +19,8 @@ Kernels (plain pointer arithmetic and masks, no block pointers: Triton 3.6 to 3.
   there are too few programs the head's channels are split too, with a ``sum`` over splits for the spatial filter.
   Every element is written by exactly one program: the kernels are deterministic.
 
-Offsets inside a sample are int32 (checked: below 2³¹); sample offsets are int64.
+Offsets inside a sample are int32 (checked: below 2³¹); sample offsets are int64. Tile sizes come from the
+heuristics of ``default_config`` (no autotuning).
 """
 import contextlib
 from dataclasses import dataclass
