@@ -20,6 +20,7 @@ import argparse
 import ctypes
 import csv
 import gc
+import multiprocessing
 import os
 import re
 import statistics
@@ -52,26 +53,19 @@ NAN = float('nan')
 
 
 class Meter:
-    """Peak-memory and synchronisation helpers for one device."""
+    """Peak memory above a baseline: CUDA allocator statistics, or the process's peak resident set size on CPU."""
 
     def __init__(self, device):
         self.device = device
         self.cuda = device.type == 'cuda'
-
-    def sync(self):
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-
-    def prepare(self):
-        """On CPU, make glibc return every freed block over 64 KiB to the OS so that VmHWM tracks live tensors."""
-        if not self.cuda:
+        if not self.cuda:  # glibc: return every freed block over 64 KiB to the OS, so that VmHWM tracks live tensors
             libc = ctypes.CDLL('libc.so.6')
             libc.mallopt(-3, 64 * 1024)    # M_MMAP_THRESHOLD (fixed, no dynamic growth)
             libc.mallopt(-1, 128 * 1024)   # M_TRIM_THRESHOLD
 
     def start(self):
         gc.collect()
-        self.sync()
+        sync(self.device)
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.base = torch.cuda.memory_allocated(self.device)
@@ -81,7 +75,7 @@ class Meter:
             self.base = _status_kib('VmRSS') * 1024
 
     def peak_mib(self):
-        self.sync()
+        sync(self.device)
         peak = torch.cuda.max_memory_allocated(self.device) if self.cuda else _status_kib('VmHWM') * 1024
         return max(peak - self.base, 0) / 2 ** 20
 
@@ -91,6 +85,23 @@ def _status_kib(field):
         return int(re.search(rf'{field}:\s+(\d+)', f.read()).group(1))
 
 
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def build(case, device, kernel_num):
+    """(x, {impl: (callable, parameters)}) for one layer shape."""
+    _, ci, co, k, h, w, b = case
+    torch.manual_seed(0)
+    conv = nn.Conv2d(ci, co, k, padding=k // 2, bias=False).to(device)
+    layer = FDConv(ci, co, k, padding=k // 2, bias=False, kernel_num=kernel_num).to(device).train()
+    x = torch.randn(b, ci, h, w, device=device, requires_grad=True)
+    fns = dict(plain=(conv, list(conv.parameters())), reference=(layer.forward_reference, list(layer.parameters())),
+               lean=(layer, list(layer.parameters())))
+    return x, fns
+
+
 def step(fn, x, params):
     x.grad = None
     for p in params:
@@ -98,37 +109,55 @@ def step(fn, x, params):
     fn(x).sum().backward()
 
 
-def measure(fn, x, params, meter, repeats):
-    for _ in range(2):
-        step(fn, x, params)
-    times = []
-    for _ in range(repeats):
-        meter.sync()
-        start = time.perf_counter()
-        step(fn, x, params)
-        meter.sync()
-        times.append(time.perf_counter() - start)
-    x.grad = None
-    for p in params:
-        p.grad = None
-    meter.start()
-    step(fn, x, params)
-    return statistics.median(times) * 1e3, meter.peak_mib()
-
-
-def run_case(case, device, meter, repeats, kernel_num):
-    name, ci, co, k, h, w, b = case
-    torch.manual_seed(0)
-    conv = nn.Conv2d(ci, co, k, padding=k // 2, bias=False).to(device)
-    layer = FDConv(ci, co, k, padding=k // 2, bias=False, kernel_num=kernel_num).to(device).train()
-    x = torch.randn(b, ci, h, w, device=device, requires_grad=True)
-    fns = dict(plain=(conv, list(conv.parameters())), reference=(layer.forward_reference, list(layer.parameters())),
-               lean=(layer, list(layer.parameters())))
-    row = dict(case=name, batch=b, cin=ci, cout=co, k=k, hw=f'{h}x{w}', fbm=layer.use_fbm,
-               fold=co * ci * k * k <= (ci + co) * h * w)
+def time_case(case, device, kernel_num, repeats):
+    """Median forward+backward milliseconds per implementation."""
+    x, fns = build(case, device, kernel_num)
+    result = {}
     for impl in IMPLS:
         fn, params = fns[impl]
-        row[f'{impl}_ms'], row[f'{impl}_mib'] = measure(fn, x, params, meter, repeats)
+        for _ in range(2):
+            step(fn, x, params)
+        times = []
+        for _ in range(repeats):
+            sync(device)
+            start = time.perf_counter()
+            step(fn, x, params)
+            sync(device)
+            times.append(time.perf_counter() - start)
+        result[impl] = statistics.median(times) * 1e3
+    return result
+
+
+def memory_cases(cases, device, kernel_num):
+    """Peak MiB of one forward+backward (after a warm-up step) per case and implementation.
+
+    On CPU this runs in its own process (see ``Meter``), so the allocator settings do not slow down the timings.
+    """
+    meter = Meter(device)
+    results = []
+    for case in cases:
+        x, fns = build(case, device, kernel_num)
+        result = {}
+        for impl in IMPLS:
+            fn, params = fns[impl]
+            step(fn, x, params)
+            x.grad = None
+            for p in params:
+                p.grad = None
+            meter.start()
+            step(fn, x, params)
+            result[impl] = meter.peak_mib()
+        results.append(result)
+        del x, fns
+    return results
+
+
+def make_row(case, times, memory):
+    name, ci, co, k, h, w, b = case
+    row = dict(case=name, batch=b, cin=ci, cout=co, k=k, hw=f'{h}x{w}', fbm=k == 3,
+               fold=co * ci * k * k <= (ci + co) * h * w)
+    for impl in IMPLS:
+        row[f'{impl}_ms'], row[f'{impl}_mib'] = times[impl], memory[impl]
     for metric, floor in (('ms', 0.0), ('mib', MIN_MIB)):
         for base, label in (('reference', 'ref'), ('plain', 'plain')):
             denominator = row[f'{base}_{metric}']
@@ -175,14 +204,18 @@ def main(argv=None):
     elif args.quick:
         cases = [c for c in cases if c[0] in QUICK]
     repeats = args.repeats or (10 if device.type == 'cuda' else 3)
-    meter = Meter(device)
-    meter.prepare()
     where = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {torch.get_num_threads()} threads'
     print(f'FDConv benchmark on {where} (GPU available: {torch.cuda.is_available()}); torch {torch.__version__}; '
           f'kernel_num={args.kernel_num}; forward+backward, median of {repeats}')
+    if device.type == 'cpu':
+        with multiprocessing.get_context('spawn').Pool(1, initializer=torch.set_num_threads,
+                                                       initargs=(torch.get_num_threads(),)) as pool:
+            memory = pool.apply(memory_cases, (cases, device, args.kernel_num))
+    else:
+        memory = memory_cases(cases, device, args.kernel_num)
     rows = []
-    for case in cases:
-        rows.append(run_case(case, device, meter, repeats, args.kernel_num))
+    for case, mem in zip(cases, memory):
+        rows.append(make_row(case, time_case(case, device, args.kernel_num, repeats), mem))
         print(f'  done {case[0]}', flush=True)
     print(format_table(rows))
     path = args.csv or os.path.join('benchmark_results', f'fdconv_{device.type}.csv')

@@ -153,7 +153,7 @@ def test_init_weights_resets_to_identity():
             p.fill_(0.5)
     layer.init_weights()
     assert torch.equal(layer.fbm.weight, torch.zeros_like(layer.fbm.weight))
-    assert float(layer.ksm_global.act.scale) == 1.0
+    assert layer.ksm_global.act.scale.item() == 1.0
     std = layer.static_weight().std()
     assert 0.5 < float(std / (2 / (32 * 9)) ** 0.5) < 1.5   # Kaiming-normal, fan_out
 

@@ -109,9 +109,11 @@ CASES = [  # b, ci, co, k, n, h, w, stride, padding, dilation
 ]
 
 
-@pytest.mark.parametrize('fold', [None, True, False])
+@pytest.mark.parametrize('fold,chunk', [(None, 1 << 22), (True, 1 << 22), (False, 1 << 22), (None, 1)])
 @pytest.mark.parametrize('case', CASES)
-def test_lean_op_matches_oracle(case, fold):
+def test_lean_op_matches_oracle(case, fold, chunk, monkeypatch):
+    """chunk = 1 processes the per-sample kernel work one sample at a time (what large layers do)."""
+    monkeypatch.setattr('mmdynconv.ops.fdconv_dynamic.CHUNK_ELEMENTS', chunk)
     b, ci, co, k, n, h, w, stride, padding, dilation = case
     tensors, band, scale = _op_inputs(b, ci, co, k, n, h, w)
     kwargs = dict(stride=stride, padding=padding, dilation=dilation)
