@@ -13,12 +13,12 @@ backward besides the inputs) and rebuilds each L_m from a sub-block of Y — exa
 GEMMs instead of 1 + M full-size FFTs. Written as ``x' = A_1 x + Σ_m (A_{m+1} − A_m) L_m`` (A_{M+1} = 1); L_c is
 self-adjoint, which gives the input gradient. All of it runs in fp32, also under autocast; the result has x's dtype.
 """
+import functools
 import math
 
 import torch
 
 CUTOFFS = (1 / 4, 1 / 8, 1 / 16)
-_BASES = {}
 
 
 def _max_frequency(n, cutoff):
@@ -35,17 +35,18 @@ def lowpass_masks(height: int, width: int, cutoffs=CUTOFFS, device=None) -> torc
     return torch.stack(masks).float()
 
 
+@functools.lru_cache(maxsize=256)
 def fourier_basis(n: int, cutoff: float, device=None) -> torch.Tensor:
-    """Orthonormal real Fourier basis (n, 2K+1) of the frequencies k/n ≤ cutoff, ordered DC, cos 1, sin 1, cos 2, …"""
-    key = (n, cutoff, str(device))
-    if key not in _BASES:
-        t = torch.arange(n, dtype=torch.float64)
-        columns = [torch.full((n,), 1 / math.sqrt(n), dtype=torch.float64)]
-        for k in range(1, _max_frequency(n, cutoff) + 1):
-            angle = 2 * math.pi * k * t / n
-            columns += [angle.cos() * math.sqrt(2 / n), angle.sin() * math.sqrt(2 / n)]
-        _BASES[key] = torch.stack(columns, 1).float().to(device)
-    return _BASES[key]
+    """Orthonormal real Fourier basis (n, 2K+1) of the frequencies k/n ≤ cutoff, ordered DC, cos 1, sin 1, cos 2, …
+
+    Cached per (n, cutoff, device); treat the result as read-only.
+    """
+    t = torch.arange(n, dtype=torch.float64)
+    columns = [torch.full((n,), 1 / math.sqrt(n), dtype=torch.float64)]
+    for k in range(1, _max_frequency(n, cutoff) + 1):
+        angle = 2 * math.pi * k * t / n
+        columns += [angle.cos() * math.sqrt(2 / n), angle.sin() * math.sqrt(2 / n)]
+    return torch.stack(columns, 1).float().to(device)
 
 
 def _bases(x, cutoffs):

@@ -235,3 +235,12 @@ def test_fbm_bad_arguments():
         frequency_band_mix(x, torch.ones(1, 3, 8, 8), cutoffs=(0.1, 0.2, 0.05))
     with pytest.raises(TypeError, match='x'):
         frequency_band_mix(x.numpy(), torch.ones(1, 3, 8, 8))
+
+
+def test_fourier_basis_is_orthonormal_and_nested():
+    from mmdynconv.ops.fdconv_fbm import fourier_basis
+    for n in (7, 16, 25):
+        u = fourier_basis(n, 0.25).double()
+        torch.testing.assert_close(u.t() @ u, torch.eye(u.shape[1], dtype=torch.float64), atol=1e-6, rtol=0)
+        narrow = fourier_basis(n, 0.125)
+        torch.testing.assert_close(narrow, u[:, :narrow.shape[1]].float())
