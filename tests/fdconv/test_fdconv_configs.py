@@ -43,7 +43,8 @@ def test_mask_rcnn_protocol():
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'fdconv', 'mask-rcnn_r50-fdconv_fpn_adamw-ms-crop-amp-1x_coco.py'))
     optimizer = cfg.optim_wrapper.optimizer
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
-    assert (optimizer.type, optimizer.lr, optimizer.weight_decay) == ('AdamW', 1e-4, 0.05) and 'momentum' not in optimizer
+    assert (optimizer.type, optimizer.lr, optimizer.weight_decay) == ('AdamW', 1e-4, 0.05)
+    assert 'momentum' not in optimizer
     assert cfg.train_cfg.max_epochs == 12
     assert any(t['type'] == 'RandomChoice' for t in cfg.train_dataloader.dataset.pipeline)
 
