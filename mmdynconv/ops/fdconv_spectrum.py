@@ -7,6 +7,8 @@ fc = rfftfreq(Ci·k)[c]); sorted by it (stable, exact integer keys) the N coeffi
 contiguous bands, lowest first: sorted position p belongs to band ⌊p·n/N⌋ (equal sizes when n divides N, sizes
 differing by at most one otherwise).
 """
+import functools
+
 import torch
 
 
@@ -54,11 +56,12 @@ def _signed_frequency_index(n: int) -> torch.Tensor:
     return torch.where(index < (n + 1) // 2, index, index - n)
 
 
+@functools.lru_cache(maxsize=64)
 def fourier_band_index(rows: int, cols: int, kernel_num: int) -> torch.Tensor:
     """Band of every rfft2 coefficient of a (rows, cols) real matrix: int64 (rows, ⌊cols/2⌋+1) in [0, kernel_num).
 
     The radial key (fr² + fc²)·rows²·cols² = kr²·cols² + kc²·rows² is an exact integer, so the stable sort (ties
-    by row-major position) gives the same bands on every platform.
+    by row-major position) gives the same bands on every platform. Cached per shape; treat it as read-only.
     """
     half = cols // 2 + 1
     total = rows * half

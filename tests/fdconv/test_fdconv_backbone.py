@@ -18,6 +18,7 @@ def _build(scope, type_name, **kwargs):
         return registry.build(dict(type=type_name, **kwargs))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('scope,type_name', BACKBONES)
 def test_resnet50_placement_and_frozen_stage(scope, type_name):
     model = _build(scope, type_name, depth=50, frozen_stages=1)
@@ -42,6 +43,7 @@ def test_resnet50_placement_and_frozen_stage(scope, type_name):
     assert not model.layer1.training and model.layer2.training
 
 
+@pytest.mark.slow
 def test_pretrained_checkpoint_is_converted_on_load(tmp_path):
     from mmdet.models.backbones import ResNet
     torch.manual_seed(0)
@@ -63,6 +65,7 @@ def test_pretrained_checkpoint_is_converted_on_load(tmp_path):
             assert float((a - b).abs().max() / a.abs().max()) < 3e-3  # fp32 FFT round trips through 16 blocks
 
 
+@pytest.mark.slow
 def test_mmseg_pretrained_argument(tmp_path):
     from mmseg.models.backbones import ResNetV1c
     plain = ResNetV1c(depth=50, base_channels=32, stem_channels=32)
