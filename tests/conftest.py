@@ -2,6 +2,9 @@
 
 Without a GPU, Triton kernels run through Triton's interpreter: ``TRITON_INTERPRET`` must be set before any module
 defining ``@triton.jit`` kernels is imported, so it is set here, before the tests import mmdynconv.
+
+In-process tests use one intra-op thread: their tensors are small, and on the 2-core CI machine a second thread
+made them several times slower. Subprocesses (training runs) keep torch's default.
 """
 import os
 
@@ -11,6 +14,7 @@ from tool_runner import run_tool
 
 if not torch.cuda.is_available():
     os.environ.setdefault('TRITON_INTERPRET', '1')
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope='session')
