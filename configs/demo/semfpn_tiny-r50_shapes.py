@@ -17,7 +17,7 @@ model = dict(
     pretrained=None,
     backbone=dict(base_channels=width, stem_channels=width, norm_cfg=norm_cfg),
     neck=dict(in_channels=[width * 4, width * 8, width * 16, width * 32], out_channels=64),
-    decode_head=dict(in_channels=[64] * 4, channels=32, num_classes=len(metainfo['classes']), norm_cfg=norm_cfg))
+    decode_head=dict(in_channels=[64] * 4, channels=64, num_classes=len(metainfo['classes']), norm_cfg=norm_cfg))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -41,12 +41,13 @@ val_dataloader = dict(
     dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-max_iters = 800
+max_iters = 3000
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-optim_wrapper = dict(optimizer=dict(lr=0.02))
+# AdamW: from scratch, mmseg's SGD (lr 0.01-0.02) stayed below 0.3 mIoU on this data in 800 iterations
+optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=0.002, weight_decay=0.01))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=50, end=max_iters, by_epoch=False),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='PolyLR', eta_min=1e-5, power=0.9, begin=100, end=max_iters, by_epoch=False),
 ]
-default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=200, max_keep_ckpts=2))
+default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=1000, max_keep_ckpts=2))
 randomness = dict(seed=0)
