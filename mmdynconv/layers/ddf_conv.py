@@ -8,6 +8,11 @@ from .ddf_branches import ChannelFilterBranch, check_ddf_args
 from .filter_norm import FilterNorm
 
 
+# parameter names of the authors' ``DDFPack`` (official ddfnet ImageNet checkpoints) -> ours
+RELEASE_KEYS = {'spatial_branch.0.': 'spatial_conv.', 'channel_branch.1.': 'channel_branch.squeeze.',
+                'channel_branch.3.': 'channel_branch.expand.', 'channel_branch.4.std': 'channel_branch.norm.std'}
+
+
 def _single(name, value):
     """An int, or a pair of equal ints (conv-style arguments); anything else is an error."""
     if isinstance(value, (tuple, list)):
@@ -42,6 +47,10 @@ class DDFConv(nn.Module):
         backend: op backend, None (auto), 'reference' or 'triton' (see ``mmdynconv.ops.ddf``).
 
     Shapes: (B, C, H, W) → (B, C, ⌈H/s⌉, ⌈W/s⌉).
+
+    State dicts in the authors' ``DDFPack`` layout (``spatial_branch.0``, ``channel_branch.{1,3,4}``; the official
+    DDF-ResNet ImageNet checkpoints) are renamed to this layout while loading, so they load through
+    ``init_cfg=dict(type='Pretrained', checkpoint=...)`` as they are.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=None, dilation=1, groups=1,
@@ -74,6 +83,13 @@ class DDFConv(nn.Module):
         for m in (self.spatial_conv, self.channel_branch.squeeze, self.channel_branch.expand):
             nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
             nn.init.zeros_(m.bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            for old, new in RELEASE_KEYS.items():
+                if key.startswith(prefix + old) and key.replace(old, new, 1) not in state_dict:
+                    state_dict[key.replace(old, new, 1)] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x):
         if x.dim() != 4 or x.shape[1] != self.in_channels:

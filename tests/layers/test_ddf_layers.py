@@ -154,6 +154,30 @@ def test_state_dict_round_trip():
         torch.testing.assert_close(a(*args), b(*args), rtol=0, atol=0)
 
 
+def test_loads_the_authors_ddfpack_layout():
+    from mmdet.models.backbones import ResNet
+    from mmengine.runner.checkpoint import load_state_dict
+    torch.manual_seed(0)
+    kwargs = dict(depth=50, base_channels=16, dcn=dict(type='DDF', fallback_on_stride=False),
+                  stage_with_dcn=(True,) * 4)
+    src, dst = ResNet(**kwargs), ResNet(**kwargs)
+    src.eval()
+    dst.eval()
+    renames = {'spatial_conv.': 'spatial_branch.0.', 'channel_branch.squeeze.': 'channel_branch.1.',
+               'channel_branch.expand.': 'channel_branch.3.', 'channel_branch.norm.std': 'channel_branch.4.std'}
+    released = {}
+    for key, value in src.state_dict().items():
+        for ours, theirs in renames.items():
+            key = key.replace(ours, theirs)
+        released['module.' + key] = value  # a DDP checkpoint, as timm's train.py writes
+    released['fc.weight'] = torch.zeros(1000, 2048)
+    assert any('spatial_branch.0.weight' in k for k in released)
+    load_state_dict(dst, {k[len('module.'):]: v for k, v in released.items()}, strict=False)
+    x = torch.randn(1, 3, 64, 64)
+    for a, b in zip(src(x), dst(x)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_batch_size_one_training_step():
     torch.manual_seed(0)
     layer = DDFConv(16, 16, 3, stride=2, bias=True).train()
