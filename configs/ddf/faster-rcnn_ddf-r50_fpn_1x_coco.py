@@ -2,8 +2,8 @@
 # stride-2 blocks included; stem, 1x1 convs and shortcuts stay plain (the published DDF-ResNet placement).
 # ImageNet DDF-ResNet-50 weights cannot be downloaded by this project: pass yours with
 #   --cfg-options model.backbone.init_cfg.checkpoint=/path/to/ddf_resnet50.pth
-# (published: ImageNet top-1 79.1 % for DDF-ResNet-50 'mul'); the authors' released checkpoints load as they are. Without them the DDF layers start from scratch
-# while the plain layers load from the checkpoint below (missing DDF keys are reported by mmengine).
+# The authors' released checkpoints (published: 79.1 % ImageNet top-1 for 'mul') load as they are. A plain ResNet-50
+# checkpoint also loads, leaving the DDF layers at their initialisation (mmengine lists their keys as missing).
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmdynconv'], allow_failed_imports=False)
 ddf_resnet_checkpoint = 'checkpoints/ddf_resnet50_mul_imagenet.pth'
