@@ -3,19 +3,22 @@
 ``y_b = conv(x_b, W_b) + bias`` with ``W_b = α_in ⊙ α_out ⊙ α_pos ⊙ α_local ⊙ irfft2(spectrum·scale·π_b[band])``,
 α_local = 2·sigmoid(conv1d(local_feat)) dense over (Co, Ci, k, k).
 
-What makes it lean (against :func:`~mmdynconv.ops.fdconv_reference.fdconv_reference`):
+What makes it lean and fast (against :func:`~mmdynconv.ops.fdconv_reference.fdconv_reference`):
 
-- nothing of size B·Co·Ci·k² is saved for backward: the forward keeps its small inputs and x only;
-- the per-sample work runs in chunks of samples (``CHUNK_ELEMENTS`` kernel entries, at least one sample, at most
-  ``MAX_CHUNKS`` chunks to bound launch overhead), so besides W (B·Co·Ci·k², what the grouped convolution needs)
-  the forward allocates only chunk-sized temporaries, and the backward holds W or dW plus the mixed kernels (two
-  B·Co·Ci·k² buffers) and chunk-sized temporaries;
-- the dense local attention is recomputed from its 1-D conv (Co·Ci·k²·κ MACs per sample) instead of stored, and its
-  factor 2 rides on the spectrum scale;
+- everything per sample runs in chunks of samples (``CHUNK_ELEMENTS`` kernel entries, at least one sample, at most
+  ``MAX_CHUNKS`` chunks), the grouped convolution included: the forward never holds more than a chunk's W, the
+  backward rebuilds W, takes dx and dW and reduces dW into the attention and spectrum gradients chunk by chunk;
+- the only B·Co·Ci·k² tensor that may be saved for backward is the mixed kernel irfft2(spectrum·π_b), and only when
+  B·Co·Ci·k² ≤ ``SAVE_TILES_ELEMENTS`` (it costs an inverse FFT per sample to recompute); above that it is
+  recomputed. The dense local attention is always recomputed from its 1-D conv (a GEMM of depth κ);
+- all per-entry work runs in one memory layout, (Co, k, k, Ci) per sample: the layout of the local logits and a
+  channels-last conv weight, so every elementwise pass is contiguous (the (Co, Ci, k, k) ↔ tiled (Co·k, Ci·k)
+  permutations run at a fraction of memory speed on CPU). Only the FFT input/output is transposed, once per pass;
 - α_in / α_out are folded into W_b, or applied to the activations when that is cheaper
-  (Co·Ci·k² > Ci·H·W + Co·Ho·Wo, the usual case in the deep stages);
-- all samples run as one grouped convolution (groups = B); the attention gradients are reductions of dW ⊙ W-factors
-  computed in place.
+  (Co·Ci·k² > Ci·H·W + Co·Ho·Wo, the usual case in the deep stages); the attention gradients are reductions of
+  dW ⊙ W-factors (batched GEMMs);
+- the spectral mix gathers π_b[band] with ``index_select`` and multiplies real views; FFT normalisation, the
+  factor 2 of α_local and the Hermitian doubling of the adjoint ride on per-column constants.
 
 The spectral mix is one inverse FFT per sample (n ≥ B band kernels mixed by a matmul would cost n inverse FFTs and
 n·Co·Ci·k² memory instead). The spectral work runs in fp32 (also under autocast); the convolution runs in the
@@ -24,10 +27,9 @@ autocast dtype when autocast is on, else in x's dtype.
 import torch
 import torch.nn.functional as F
 
-from .fdconv_spectrum import tiled_to_weight
-
-CHUNK_ELEMENTS = 1 << 20  # kernel entries per chunk of samples (at least one sample, at most 4 chunks)
+CHUNK_ELEMENTS = 1 << 20       # kernel entries per chunk of samples (at least one sample, at most MAX_CHUNKS chunks)
 MAX_CHUNKS = 4
+SAVE_TILES_ELEMENTS = 1 << 24  # save the mixed kernels for backward up to this many B·Co·Ci·k² entries (64 MiB)
 
 
 def _pair(name, value):
@@ -44,7 +46,7 @@ def _conv_out(size, k, stride, padding, dilation):
 
 
 class _Geometry:
-    """Shapes, conv arguments and the per-sample chunking shared by forward and backward."""
+    """Shapes, conv arguments, the per-sample chunking and the save/recompute choice shared by forward and backward."""
 
     def __init__(self, x, spectrum, out_att, stride, padding, dilation, fold):
         self.b, self.ci, self.h, self.w = x.shape
@@ -59,85 +61,82 @@ class _Geometry:
         self.fold = fold
         step = max(1, CHUNK_ELEMENTS // self.entries, -(-self.b // MAX_CHUNKS))
         self.chunks = [slice(s, min(s + step, self.b)) for s in range(0, self.b, step)]
+        self.save_tiles = self.b * self.entries <= SAVE_TILES_ELEMENTS
 
     def conv_args(self):
         return list(self.stride), list(self.padding), list(self.dilation)
 
 
-class _Inputs:
-    """The op's tensors in fp32 where small (attentions), with per-chunk helpers."""
+class _Kernels:
+    """The op's small inputs in fp32 and the per-chunk pieces of W in the (b, Co, k, k, Ci) layout."""
 
     def __init__(self, spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att, out_att,
                  g):
         self.g = g
-        self.spectrum = torch.view_as_complex(spectrum.float().contiguous()) * scale  # scale includes α_local's 2
-        self.band_index, self.scale = band_index, scale
+        rows, cols = g.co * g.k, g.ci * g.k
+        self.size = (rows, cols)
+        half = spectrum.shape[1]
+        self.spectrum = torch.view_as_complex(spectrum.float().contiguous())   # S: (rows, half) complex
+        # irfft2 runs with norm='forward'; 1/(rows·cols) and the 2 of α_local ride on the spectrum scale
+        self.forward_scale = scale / (rows * cols)
+        # adjoint of irfft2: unnormalised rfft2 · 1/(rows·cols), interior columns doubled; (half,) per column
+        doubled = torch.ones(half, device=spectrum.device)
+        doubled[1:1 + cols - half] = 2
+        self.adjoint_scale = doubled * self.forward_scale
+        self.band = band_index.flatten()
+        self.spectrum_conj = None                                          # conj(S), made once by the backward
         self.kernel_att = kernel_att.float() if kernel_att is not None else None
-        self.local_feat, self.local_weight = local_feat.float().unsqueeze(1), local_weight.float()
-        self.pos = pos_att.float().view(g.b, 1, 1, g.k, g.k) if pos_att is not None else None
+        kappa = local_weight.shape[-1]
+        self.local_feat = local_feat.float().unsqueeze(1)                  # (B, 1, Ci)
+        self.features = F.pad(self.local_feat, (kappa // 2, kappa // 2)).unfold(2, kappa, 1)[:, 0].contiguous()
+        self.local_weight = local_weight.float()                           # (Co·k², 1, κ)
+        self.pos = pos_att.float().view(g.b, 1, g.k, g.k, 1) if pos_att is not None else None
         self.in_att, self.out_att = in_att.float(), out_att.float()
 
-    def tiled(self, rows):
-        """2 × mixed kernels irfft2(spectrum·scale·π_b[band]) of samples ``rows``: (b, Co·k, Ci·k), tiled layout;
-        (1, Co·k, Ci·k) without kernel attention."""
+    def coefficients(self, rows, scale=1.0):
+        """scale·π_b[band] of samples ``rows``: real (b, rows, half)."""
+        att = self.kernel_att[rows] * scale
+        return att.index_select(1, self.band).view(att.shape[0], *self.spectrum.shape)
+
+    def tiles(self, rows):
+        """Mixed kernels 2·irfft2(spectrum·scale·π_b[band]) of samples ``rows`` in the (b, Co, k, k, Ci) layout;
+        (1, Co, k, k, Ci) without kernel attention."""
         g = self.g
-        size = (g.co * g.k, g.ci * g.k)
         if self.kernel_att is None:
-            return torch.fft.irfft2(self.spectrum, s=size).unsqueeze(0)
-        return torch.fft.irfft2(self.spectrum * self.kernel_att[rows][:, self.band_index], s=size)
+            spec = (self.spectrum * self.forward_scale)[None]
+        else:
+            spec = self.spectrum * self.coefficients(rows, self.forward_scale)
+        tiled = torch.fft.irfft2(spec, s=self.size, norm='forward')
+        del spec
+        return tiled.view(-1, g.co, g.k, g.ci, g.k).transpose(3, 4).contiguous()
 
-    def local(self, rows):
-        """sigmoid of the local logits of samples ``rows``: (b, Co·k², Ci)."""
-        return F.conv1d(self.local_feat[rows], self.local_weight, padding=self.local_weight.shape[-1] // 2).sigmoid_()
+    def sigma(self, rows):
+        """sigmoid of the local logits of samples ``rows``: (b, Co, k, k, Ci)."""
+        g = self.g
+        features = self.features[rows]
+        weight = self.local_weight.view(-1, features.shape[-1]).expand(features.shape[0], -1, -1)
+        logits = torch.bmm(weight, features.transpose(1, 2))
+        return logits.sigmoid_().view(-1, g.co, g.k, g.k, g.ci)
 
-    def channel_factor(self, rows):
-        """Per-(o, i) factor folded into W: α_out ⊗ α_in (fold) as (b, Co, Ci, 1, 1), else None."""
-        if not self.g.fold:
-            return None
-        return (self.out_att[rows, :, None] * self.in_att[rows, None, :])[..., None, None]
+    def row_factor(self, rows, with_out):
+        """α_pos ⊗ α_out (α_out when ``with_out``) as (b, Co or 1, k, k, 1), or None."""
+        g = self.g
+        factor = self.pos[rows] if self.pos is not None else None
+        if with_out:
+            out = self.out_att[rows].view(-1, g.co, 1, 1, 1)
+            factor = out if factor is None else factor * out
+        return factor
 
-    def weight_factor(self, rows):
-        """The small factors of W besides tiles and α_local, applied to a (b, Co, Ci, k, k) tensor in place."""
-        pos = self.pos[rows] if self.pos is not None else None
-        channel = self.channel_factor(rows)
-
-        def apply(t):
-            if pos is not None:
-                t.mul_(pos)
-            if channel is not None:
-                t.mul_(channel)
-            return t
-        return apply
-
-
-def _as_weight(t, g):
-    """View a (b, Co·k², Ci) local attention as (b, Co, Ci, k, k)."""
-    return t.unflatten(1, (g.co, g.k, g.k)).permute(0, 1, 4, 2, 3)
-
-
-def _tiles(t, g):
-    """View (b, Co·k, Ci·k) tiles as (b, Co, Ci, k, k)."""
-    return tiled_to_weight(t, g.co, g.ci, g.k)
-
-
-def _build_weight(inputs, dtype, keep_tiles):
-    """W (B·Co, Ci, k, k) in ``dtype``, chunk by chunk; with ``keep_tiles`` also the tiles of every chunk (a list)."""
-    g = inputs.g
-    weight = torch.empty(g.b, g.co, g.ci, g.k, g.k, dtype=dtype, device=inputs.spectrum.device)
-    shared = inputs.tiled(slice(None)) if inputs.kernel_att is None else None
-    tiles = []
-    for rows in g.chunks:
-        tiled = shared if shared is not None else inputs.tiled(rows)
-        direct = dtype == torch.float32
-        chunk = weight[rows] if direct else torch.empty(weight[rows].shape, device=weight.device)
-        torch.mul(_tiles(tiled, g), _as_weight(inputs.local(rows), g), out=chunk)
-        inputs.weight_factor(rows)(chunk)
-        if not direct:
-            weight[rows].copy_(chunk)
-        if keep_tiles:
-            tiles.append(tiled)
-        del tiled, chunk
-    return weight.view(g.b * g.co, g.ci, g.k, g.k), tiles
+    def weight(self, tiles, sigma, rows, dtype, in_place=False):
+        """The conv weight of samples ``rows``, (b·Co, Ci, k, k) in ``dtype`` (a channels-last view)."""
+        g = self.g
+        w = sigma.mul_(tiles) if in_place else torch.mul(tiles, sigma)
+        factor = self.row_factor(rows, g.fold)
+        if factor is not None:
+            w.mul_(factor)
+        if g.fold:
+            w.mul_(self.in_att[rows].view(-1, 1, 1, 1, g.ci))
+        return w.to(dtype).permute(0, 1, 4, 2, 3).reshape(-1, g.ci, g.k, g.k)
 
 
 def _conv_dtype(x):
@@ -147,7 +146,13 @@ def _conv_dtype(x):
 
 def _conv_input(x, in_att, g, dtype):
     inp = x if g.fold else x * in_att.to(x.dtype)[:, :, None, None]
-    return inp.to(dtype).reshape(1, g.b * g.ci, g.h, g.w)
+    return inp.to(dtype)
+
+
+def _grouped(t, rows):
+    """(B, C, H, W)[rows] as the (1, b·C, H, W) input of a conv with groups = b."""
+    t = t[rows]
+    return t.reshape(1, -1, *t.shape[2:])
 
 
 class _FDConvFunction(torch.autograd.Function):
@@ -157,13 +162,25 @@ class _FDConvFunction(torch.autograd.Function):
                 scale, stride, padding, dilation, fold):
         g = _Geometry(x, spectrum, out_att, stride, padding, dilation, fold)
         dtype = _conv_dtype(x)
+        saved_tiles = []
         with torch.autocast(x.device.type, enabled=False):
-            inputs = _Inputs(spectrum, band_index, 2 * scale, kernel_att, local_feat, local_weight, pos_att, in_att,
-                             out_att, g)
-            weight, _ = _build_weight(inputs, dtype, keep_tiles=False)
-            y = F.conv2d(_conv_input(x, in_att, g, dtype), weight, None, g.stride, g.padding, g.dilation,
-                         groups=g.b).view(g.b, g.co, g.ho, g.wo)
-            del weight
+            kernels = _Kernels(spectrum, band_index, 2 * scale, kernel_att, local_feat, local_weight, pos_att, in_att,
+                               out_att, g)
+            inp = _conv_input(x, in_att, g, dtype)
+            shared = kernels.tiles(slice(None)) if kernel_att is None else None
+            outputs = []
+            for rows in g.chunks:
+                tiles = shared if shared is not None else kernels.tiles(rows)
+                weight = kernels.weight(tiles, kernels.sigma(rows), rows, dtype, in_place=True)
+                outputs.append(F.conv2d(_grouped(inp, rows), weight, None, g.stride, g.padding, g.dilation,
+                                        groups=weight.shape[0] // g.co))
+                if g.save_tiles and shared is None:
+                    saved_tiles.append(tiles)
+                del weight, tiles
+            del inp
+            y = outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
+            del outputs
+            y = y.view(g.b, g.co, g.ho, g.wo)
             if not g.fold:
                 y.mul_(out_att.to(dtype)[:, :, None, None])
             if bias is not None:
@@ -171,67 +188,100 @@ class _FDConvFunction(torch.autograd.Function):
         ctx.save_for_backward(x, spectrum, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias,
                               band_index)
         ctx.geometry, ctx.scale, ctx.dtype = g, 2 * scale, dtype
+        ctx.tiles = [shared] if shared is not None else (saved_tiles if g.save_tiles else None)
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
         saved = ctx.saved_tensors
+        tiles, ctx.tiles = ctx.tiles, None
         with torch.autocast(saved[0].device.type, enabled=False):
-            grads = _backward(grad_y, *saved, ctx.scale, ctx.geometry, ctx.dtype, ctx.needs_input_grad)
+            grads = _backward(grad_y, *saved, ctx.scale, ctx.geometry, ctx.dtype, ctx.needs_input_grad, tiles)
         return grads + (None,) * 6
 
 
 def _backward(grad_y, x, spectrum, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias, band_index,
-              scale, g, dtype, needs):
+              scale, g, dtype, needs, saved_tiles):
     need_x, need_spec, need_kernel, need_feat, need_lw, need_pos, need_in, need_out, need_bias = needs[:9]
     grads = dict.fromkeys(('x', 'spec', 'kernel', 'feat', 'lw', 'pos', 'in', 'out', 'bias'))
     grad_y = grad_y.to(dtype)
     if need_bias:
         grads['bias'] = grad_y.float().sum((0, 2, 3)).to(bias.dtype)
     need_weight = any(needs[1:8])
-    if not (need_x or need_weight):
+    need_input = need_x or (need_in and not g.fold)
+    if not (need_input or need_weight):
         return tuple(grads.values())
-    inputs = _Inputs(spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, g)
-    weight, tiles = _build_weight(inputs, dtype, keep_tiles=need_weight)
+    kernels = _Kernels(spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, g)
     inp = _conv_input(x, in_att, g, dtype)
+    grad_conv = grad_y if g.fold else grad_y * out_att.to(dtype)[:, :, None, None]
+    device = x.device
+    if need_x:
+        grads['x'] = torch.empty_like(x)
+    if need_in and not g.fold:
+        grads['in'] = torch.empty(g.b, g.ci, device=device)
+    _allocate_weight_grads(kernels, needs, grads)
     stride, padding, dilation = g.conv_args()
-    if need_x or (need_in and not g.fold):
-        grad_conv = grad_y if g.fold else grad_y * out_att.to(dtype)[:, :, None, None]
-        gi = torch.ops.aten.convolution_backward(
-            grad_conv.reshape(1, g.b * g.co, g.ho, g.wo), inp, weight, None, stride, padding, dilation, False,
-            [0, 0], g.b, [True, False, False])[0].view(g.b, g.ci, g.h, g.w)
-        del grad_conv
-        if not g.fold:
-            if need_in:
-                grads['in'] = (gi.float() * x.float()).sum((2, 3)).to(in_att.dtype)
-            gi = gi * in_att.to(gi.dtype)[:, :, None, None]
-        grads['x'] = gi.to(x.dtype) if need_x else None
-        del gi
-    if not need_weight:
-        return tuple(grads.values())
-    shape = weight.shape
-    del weight
-    # dW of the conv weight; without folding this is the gradient before the factor α_out (dW_raw).
-    grad_w = torch.ops.aten.convolution_backward(
-        grad_y.reshape(1, g.b * g.co, g.ho, g.wo), inp, grad_y.new_empty(1).expand(shape), None, stride, padding,
-        dilation, False, [0, 0], g.b, [False, True, False])[1].view(g.b, g.co, g.ci, g.k, g.k)
-    del inp
-    _weight_backward(grad_w, tiles, inputs, needs, grads)
-    for key, ref in (('spec', spectrum), ('kernel', kernel_att), ('feat', local_feat), ('lw', local_weight),
+    shared = saved_tiles[0] if kernel_att is None else None
+    shared_grad = None
+    for index, rows in enumerate(g.chunks):
+        if shared is not None:
+            tiles = shared
+        elif saved_tiles is not None:
+            tiles, saved_tiles[index] = saved_tiles[index], None           # freed chunk by chunk
+        else:
+            tiles = kernels.tiles(rows)
+        sigma = kernels.sigma(rows)
+        inp_c = _grouped(inp, rows)
+        groups = inp_c.shape[1] // g.ci
+        # dW from the raw grad_y when α_out is applied to activations (it is a factor of dW's reductions below)
+        same_grad = g.fold
+        weight = kernels.weight(tiles, sigma, rows, dtype) if need_input or same_grad else None
+        mask = [need_input, need_weight and same_grad, False]
+        if any(mask):
+            gi, gw, _ = torch.ops.aten.convolution_backward(
+                _grouped(grad_conv, rows), inp_c, weight, None, stride, padding, dilation, False, [0, 0], groups,
+                mask)
+            del weight
+            if need_input:
+                gi = gi.view(-1, g.ci, g.h, g.w)
+                if not g.fold:
+                    if need_in:
+                        grads['in'][rows] = (gi.float() * x[rows].float()).sum((2, 3))
+                    gi = gi * in_att[rows].to(gi.dtype)[:, :, None, None]
+                if need_x:
+                    grads['x'][rows] = gi
+                del gi
+        if not need_weight:
+            continue
+        if not same_grad:
+            gw = torch.ops.aten.convolution_backward(
+                _grouped(grad_y, rows), inp_c, grad_y.new_empty(1).expand(groups * g.co, g.ci, g.k, g.k), None,
+                stride, padding, dilation, False, [0, 0], groups, [False, True, False])[1]
+        # (b, Co, k, k, Ci) fp32, contiguous (a no-op when the conv returned a channels-last gradient)
+        gw = gw.view(-1, g.co, g.ci, g.k, g.k).permute(0, 1, 3, 4, 2).float().contiguous()
+        grad_tiles = _weight_backward(gw, tiles, sigma, kernels, rows, needs, grads)
+        del gw, tiles, sigma
+        if grad_tiles is not None:
+            if shared is not None:
+                total = grad_tiles.sum(0, keepdim=True)
+                shared_grad = total if shared_grad is None else shared_grad.add_(total)
+            else:
+                _spectral_backward(grad_tiles, kernels, rows, need_spec, need_kernel, grads)
+            del grad_tiles
+    if shared_grad is not None:
+        _spectral_backward(shared_grad, kernels, None, need_spec, False, grads)
+    for key, ref in (('x', x), ('spec', spectrum), ('kernel', kernel_att), ('feat', local_feat), ('lw', local_weight),
                      ('pos', pos_att), ('in', in_att), ('out', out_att)):
         if grads[key] is not None:
-            grads[key] = grads[key].to(ref.dtype)
+            grads[key] = grads[key].to(ref.dtype).view(ref.shape)
     return tuple(grads.values())
 
 
-def _weight_backward(grad_w, tiles, inputs, needs, grads):
-    """Gradients of W's ingredients from dW (B, Co, Ci, k, k), chunk by chunk; fills ``grads`` (fp32)."""
-    g = inputs.g
+def _allocate_weight_grads(kernels, needs, grads):
+    g = kernels.g
     _, need_spec, need_kernel, need_feat, need_lw, need_pos, need_in, need_out = needs[:8]
-    need_small = need_pos or (need_in and g.fold) or need_out
-    need_logits, need_spectral = need_feat or need_lw, need_spec or need_kernel
-    device = grad_w.device
-    if need_pos and inputs.pos is not None:
+    device = kernels.in_att.device
+    if need_pos and kernels.pos is not None:
         grads['pos'] = torch.empty(g.b, g.k * g.k, device=device)
     if need_in and g.fold:
         grads['in'] = torch.empty(g.b, g.ci, device=device)
@@ -240,69 +290,64 @@ def _weight_backward(grad_w, tiles, inputs, needs, grads):
     if need_feat:
         grads['feat'] = torch.empty(g.b, g.ci, device=device)
     if need_lw:
-        grads['lw'] = torch.zeros_like(inputs.local_weight)
+        grads['lw'] = torch.zeros_like(kernels.local_weight)
     if need_spec:
-        grads['spec'] = torch.zeros(*inputs.spectrum.shape, 2, device=device)
+        grads['spec'] = torch.zeros(*kernels.spectrum.shape, 2, device=device)  # (a fill: < 1% of the FFT)
     if need_kernel:
-        grads['kernel'] = torch.zeros_like(inputs.kernel_att)
-    shared_grad_tiles = None
-    for index, rows in enumerate(g.chunks):
-        tiled, tiles[index] = tiles[index], None                              # freed chunk by chunk
-        grad = grad_w[rows]                                                   # dW chunk, becomes dU in place
-        tiles_w = _tiles(tiled, g)
-        local = inputs.local(rows)                                            # σ: (b, Co·k², Ci)
-        if need_small:
-            _small_attention_grads(grad, tiles_w, local, inputs, rows, grads)
-        inputs.weight_factor(rows)(grad)
-        if not g.fold:
-            grad.mul_(inputs.out_att[rows, :, None, None, None])
-        if need_logits:
-            tiles_grad = torch.mul(tiles_w, grad)
-        if need_spectral:
-            grad.mul_(_as_weight(local, g))                                   # d(2·mixed tiles), W layout
-        if need_logits:
-            local.addcmul_(local, local, value=-1)                            # σ(1 − σ)
-            _as_weight(local, g).mul_(tiles_grad)                              # d logits, conv1d layout
-            del tiles_grad
-            gf, gl, _ = torch.ops.aten.convolution_backward(
-                local, inputs.local_feat[rows], inputs.local_weight, None, [1], [inputs.local_weight.shape[-1] // 2],
-                [1], False, [0], 1, [need_feat, need_lw, False])
-            if need_feat:
-                grads['feat'][rows] = gf.squeeze(1)
-            if need_lw:
-                grads['lw'] += gl
-        del local
-        if need_spectral:
-            grad_tiles = grad.transpose(2, 3).reshape(grad.shape[0], g.co * g.k, g.ci * g.k)
-            if inputs.kernel_att is None:
-                total = grad_tiles.sum(0, keepdim=True)
-                shared_grad_tiles = total if shared_grad_tiles is None else shared_grad_tiles.add_(total)
-            else:
-                _spectral_backward(grad_tiles, inputs, rows, need_spec, need_kernel, grads)
-    if shared_grad_tiles is not None:
-        _spectral_backward(shared_grad_tiles, inputs, None, need_spec, False, grads)
+        grads['kernel'] = torch.zeros_like(kernels.kernel_att)
 
 
-def _small_attention_grads(grad, tiles_w, local, inputs, rows, grads):
-    """d α_pos, d α_in (folded), d α_out from T = dW ⊙ tiles ⊙ σ, laid out (b, Co, k², Ci)."""
-    g = inputs.g
-    b = grad.shape[0]
-    t = torch.empty_like(local)
-    t_w = _as_weight(t, g)
-    torch.mul(_as_weight(local, g), grad, out=t_w)
-    t_w.mul_(tiles_w)
-    t = t.view(b, g.co, g.k * g.k, g.ci)
-    out_att, in_att = inputs.out_att[rows], inputs.in_att[rows]
-    if inputs.pos is not None and 'pos' in grads and grads['pos'] is not None:
-        # d pos[b,u] = Σ_{o,i} T·α_out[o]·(α_in[i] if folded)
-        s = torch.bmm(t.view(b, -1, g.ci), in_att[:, :, None]).view(b, g.co, -1) if g.fold else t.sum(-1)
+def _weight_backward(grad, tiles, sigma, kernels, rows, needs, grads):
+    """Gradients of W's ingredients from dW (b, Co, k, k, Ci) of samples ``rows`` (overwritten); fills ``grads``
+    (fp32) and returns d tiles (b, Co, k, k, Ci) when the spectral gradients are needed, else None.
+
+    ``grad`` is dW of the conv weight; without folding it is taken before the factor α_out.
+    """
+    g = kernels.g
+    _, need_spec, need_kernel, need_feat, need_lw, need_pos, need_in, need_out = needs[:8]
+    need_small = (need_pos and kernels.pos is not None) or (need_in and g.fold) or need_out
+    if need_small:
+        q = torch.mul(grad, tiles)
+        _small_attention_grads(q.mul_(sigma), kernels, rows, grads)
+        del q
+    factor = kernels.row_factor(rows, True)                               # α_pos ⊗ α_out (both folded or not)
+    grad.mul_(factor)
+    if g.fold:
+        grad.mul_(kernels.in_att[rows].view(-1, 1, 1, 1, g.ci))
+    if not (need_spec or need_kernel or need_feat or need_lw):
+        return None
+    grad_tiles = grad.mul_(sigma)                                         # d tiles (the 2 of α_local is in tiles)
+    if need_feat or need_lw:
+        logits = torch.mul(grad_tiles, tiles)
+        logits.addcmul_(logits, sigma, value=-1)                          # · σ(1 − σ): d logits
+        logits = logits.view(logits.shape[0], -1, g.ci)                    # (b, Co·k², Ci)
+        gf, gl, _ = torch.ops.aten.convolution_backward(
+            logits, kernels.local_feat[rows], kernels.local_weight, None, [1], [kernels.local_weight.shape[-1] // 2],
+            [1], False, [0], 1, [need_feat, need_lw, False])
+        if need_feat:
+            grads['feat'][rows] = gf.squeeze(1)
+        if need_lw:
+            grads['lw'] += gl
+        del logits
+    return grad_tiles if (need_spec or need_kernel) else None
+
+
+def _small_attention_grads(q, kernels, rows, grads):
+    """d α_pos, d α_in (folded), d α_out from Q = dW ⊙ tiles ⊙ σ, (b, Co, k, k, Ci)."""
+    g = kernels.g
+    b = q.shape[0]
+    q = q.view(b, g.co, g.k * g.k, g.ci)
+    out_att, in_att = kernels.out_att[rows], kernels.in_att[rows]
+    if kernels.pos is not None and grads['pos'] is not None:
+        # d pos[u] = Σ_{o,i} Q·α_out[o]·(α_in[i] if folded)
+        s = torch.bmm(q.view(b, -1, g.ci), in_att[:, :, None]).view(b, g.co, -1) if g.fold else q.sum(-1)
         grads['pos'][rows] = torch.bmm(out_att[:, None, :], s).view(b, -1)
-    if grads['out'] is not None or grads['in'] is not None:
-        # e[b,o,i] = Σ_u T·pos[u]; folded: d in = Σ_o e·α_out, d out = Σ_i e·α_in; else d out = Σ_i e
-        if inputs.pos is None:
-            e = t.view(b, g.co, g.ci)
+    if grads['out'] is not None or (g.fold and grads['in'] is not None):
+        # e[b,o,i] = Σ_u Q·pos[u]; folded: d in = Σ_o e·α_out, d out = Σ_i e·α_in; else d out = Σ_i e
+        if kernels.pos is None:
+            e = q.view(b, g.co, g.ci)
         else:
-            e = torch.matmul(inputs.pos[rows].view(b, 1, 1, -1), t).view(b, g.co, g.ci)
+            e = torch.matmul(kernels.pos[rows].view(b, 1, 1, -1), q).view(b, g.co, g.ci)
         if g.fold:
             if grads['in'] is not None:
                 grads['in'][rows] = torch.bmm(out_att[:, None, :], e).view(b, g.ci)
@@ -312,27 +357,29 @@ def _small_attention_grads(grad, tiles_w, local, inputs, rows, grads):
             grads['out'][rows] = e.sum(-1)
 
 
-def _spectral_backward(grad_tiles, inputs, rows, need_spec, need_kernel, grads):
-    """Gradients of irfft2(spectrum·scale·π_b[band]) from d tiles (b, Co·k, Ci·k); ``rows`` None = no π."""
-    cols = grad_tiles.shape[-1]
-    # Adjoint of irfft2 (norm='backward'): rfft2 scaled by 1/(rows·cols), interior columns doubled.
-    grad_c = torch.fft.rfft2(grad_tiles, norm='forward')
-    doubled = cols - grad_c.shape[-1]
-    if doubled > 0:
-        grad_c[..., 1:1 + doubled] *= 2
-    scale = inputs.scale
+def _spectral_backward(grad_tiles, kernels, rows, need_spec, need_kernel, grads):
+    """Gradients of the spectrum and π from d tiles (b, Co, k, k, Ci); ``rows`` None = no π (shared tiles)."""
+    g = kernels.g
+    b = grad_tiles.shape[0]
+    tiled = grad_tiles.transpose(3, 4).reshape(b, *kernels.size)
+    spec = torch.fft.rfft2(tiled)                                         # (b, rows, half), unnormalised
+    del tiled
+    spec.mul_(kernels.adjoint_scale)                                      # d mixed spectrum
     if rows is None:
         if need_spec:
-            grads['spec'] += torch.view_as_real(grad_c[0]) * scale
+            grads['spec'].add_(torch.view_as_real(spec[0]))
         return
-    kernel_att = inputs.kernel_att[rows]
-    if need_spec:  # d spectrum = Σ_b conj-free product with the real coefficient scale·π_b[band]
-        coefficient = kernel_att[:, inputs.band_index] * scale
-        grads['spec'] += torch.view_as_real((grad_c * coefficient).sum(0))
-    if need_kernel:  # d π_b[j] = scale · Σ_{band j} Re(dS · conj(spectrum / scale))
-        per_coefficient = (grad_c * inputs.spectrum.conj()).real.flatten(1)
-        grad_k = torch.zeros_like(kernel_att)
-        grad_k.index_add_(1, inputs.band_index.flatten(), per_coefficient)
+    if need_spec:  # d spectrum = Σ_b dS_b · π_b[band]
+        coefficient = kernels.coefficients(rows)
+        mixed = spec[0] * coefficient[0] if b == 1 else (spec * coefficient).sum(0)
+        grads['spec'].add_(torch.view_as_real(mixed))
+        del coefficient, mixed
+    if need_kernel:  # d π_b[j] = Σ_{band j} Re(dS_b · conj(spectrum))
+        if kernels.spectrum_conj is None:
+            kernels.spectrum_conj = kernels.spectrum.conj().resolve_conj()
+        per_coefficient = (spec * kernels.spectrum_conj).real.reshape(b, -1)
+        grad_k = torch.zeros_like(kernels.kernel_att[rows])
+        grad_k.index_add_(1, kernels.band, per_coefficient)
         grads['kernel'][rows] = grad_k
 
 

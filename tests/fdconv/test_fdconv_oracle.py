@@ -109,11 +109,15 @@ CASES = [  # b, ci, co, k, n, h, w, stride, padding, dilation
 ]
 
 
-@pytest.mark.parametrize('fold,chunk', [(None, 1 << 22), (True, 1 << 22), (False, 1 << 22), (None, 1)])
+@pytest.mark.parametrize('fold,chunk,save', [(None, 1 << 22, 1 << 24), (True, 1 << 22, 1 << 24),
+                                             (False, 1 << 22, 1 << 24), (None, 1, 1 << 24), (None, 1 << 22, 0),
+                                             (True, 1, 0), (False, 1, 0)])
 @pytest.mark.parametrize('case', CASES)
-def test_lean_op_matches_oracle(case, fold, chunk, monkeypatch):
-    """chunk = 1 processes the per-sample kernel work one sample at a time (what large layers do)."""
+def test_lean_op_matches_oracle(case, fold, chunk, save, monkeypatch):
+    """chunk = 1 processes the per-sample kernel work one sample at a time (what large layers do); save = 0 recomputes
+    the mixed kernels in backward instead of saving them (what layers above SAVE_TILES_ELEMENTS do)."""
     monkeypatch.setattr('mmdynconv.ops.fdconv_dynamic.CHUNK_ELEMENTS', chunk)
+    monkeypatch.setattr('mmdynconv.ops.fdconv_dynamic.SAVE_TILES_ELEMENTS', save)
     b, ci, co, k, n, h, w, stride, padding, dilation = case
     tensors, band, scale = _op_inputs(b, ci, co, k, n, h, w)
     kwargs = dict(stride=stride, padding=padding, dilation=dilation)
@@ -140,6 +144,28 @@ def test_lean_op_partial_gradients():
     y_ref.sum().backward()
     _close(x.grad, leaves['x'].grad)
     _close(pos.grad, leaves['pos_att'].grad)
+
+
+@pytest.mark.parametrize('fold', [True, False])
+@pytest.mark.parametrize('wanted', [('spectrum',), ('kernel_att',), ('local_weight',), ('local_feat',),
+                                    ('in_att', 'out_att'), ('spectrum', 'local_weight', 'bias')])
+def test_lean_op_gradient_subsets(wanted, fold, monkeypatch):
+    """Each backward branch alone (spectral only, local logits only, channel attentions only) against the oracle."""
+    monkeypatch.setattr('mmdynconv.ops.fdconv_dynamic.CHUNK_ELEMENTS', 1)
+    tensors, band, scale = _op_inputs(3, 5, 6, 3, 4, 5, 6)
+    results = []
+    for fn, kwargs in ((fdconv_reference, {}), (fdconv_dynamic_conv, dict(fold=fold))):
+        leaves = {key: t.clone().requires_grad_(key in wanted) for key, t in tensors.items()}
+        y = fn(leaves['x'], leaves['spectrum'], band, scale, leaves['kernel_att'], leaves['local_feat'],
+               leaves['local_weight'], leaves['pos_att'], leaves['in_att'], leaves['out_att'], leaves['bias'],
+               padding=1, **kwargs)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        results.append({key: t.grad for key, t in leaves.items()})
+    for key in tensors:
+        if key in wanted:
+            _close(results[1][key], results[0][key], 5e-5)
+        else:
+            assert results[1][key] is None
 
 
 def test_fold_rule_picks_activations_for_wide_small_layers():
