@@ -11,7 +11,8 @@ frequency, the bases of all cut-offs are prefixes of the widest one. The lean pa
 coefficients Y = U_Hᵀ x U_W of the widest band once (two GEMMs, a quarter of x's size, the only thing saved for
 backward besides the inputs) and rebuilds each L_m from a sub-block of Y — exactly the FFT-mask operator, with
 GEMMs instead of 1 + M full-size FFTs. Written as ``x' = A_1 x + Σ_m (A_{m+1} − A_m) L_m`` (A_{M+1} = 1); L_c is
-self-adjoint, which gives the input gradient. All of it runs in fp32, also under autocast; the result has x's dtype.
+self-adjoint, which gives the input gradient: the M weighted gradients are projected onto their bands, their
+coefficient blocks added (nested, zero-padded to the widest) and rebuilt once. All of it runs in fp32, also under autocast; the result has x's dtype.
 """
 import functools
 import math
@@ -61,9 +62,12 @@ def _project(x, u_h, u_w):
 
 
 def _rebuild(coefficients, u_h, u_w, size):
-    """U_H[:, :a] · Y[:a, :b] · U_W[:, :b]ᵀ for the band of sub-block size (a, b): (…, H, W)."""
+    """U_H[:, :a] · Y[:a, :b] · U_W[:, :b]ᵀ for the band of sub-block size (a, b): (…, H, W).
+
+    The small product U_H·Y comes first, so that the full-size output is one GEMM over all images and rows.
+    """
     a, b = size
-    return u_h[:, :a] @ (coefficients[..., :a, :b] @ u_w[:, :b].t())
+    return (u_h[:, :a] @ coefficients[..., :a, :b]) @ u_w[:, :b].t()
 
 
 def _weights(att32, m):
@@ -82,7 +86,7 @@ class _FrequencyBandMix(torch.autograd.Function):
             coefficients = _project(x32, u_h, u_w)
             out = x32 * att32[:, :1]
             for m, size in enumerate(sizes):
-                out.add_(_rebuild(coefficients, u_h, u_w, size).mul_(_weights(att32, m)))
+                out.addcmul_(_rebuild(coefficients, u_h, u_w, size), _weights(att32, m))
         ctx.save_for_backward(x, att, coefficients)
         ctx.cutoffs = cutoffs
         return out.to(x.dtype)
@@ -99,14 +103,21 @@ class _FrequencyBandMix(torch.autograd.Function):
                 previous = x.float()
                 for m, size in enumerate(sizes):
                     low = _rebuild(coefficients, u_h, u_w, size)
-                    grad_att[:, m] = (grad * (previous - low)).sum(1)
+                    grad_att[:, m] = (previous - low).mul_(grad).sum(1)
                     previous = low
                 grad_att = grad_att.to(att.dtype)
             if ctx.needs_input_grad[0]:
-                grad_x = grad * att32[:, :1]
+                # Σ_m L_m(grad·w_m): project each weighted gradient onto its band, add the coefficient blocks
+                # (zero-padded to the widest band) and rebuild once
+                total = None
                 for m, (a, b) in enumerate(sizes):
-                    weighted = grad * _weights(att32, m)
-                    grad_x.add_(_rebuild(_project(weighted, u_h[:, :a], u_w[:, :b]), u_h, u_w, (a, b)))
+                    block = _project(grad * _weights(att32, m), u_h[:, :a], u_w[:, :b])
+                    if total is None:
+                        total = block
+                    else:
+                        total[..., :a, :b] += block
+                grad_x = _rebuild(total, u_h, u_w, sizes[0])
+                grad_x.addcmul_(grad, att32[:, :1])
                 grad_x = grad_x.to(x.dtype)
         return grad_x, grad_att, None
 
