@@ -62,6 +62,7 @@ class _Geometry:
         step = max(1, CHUNK_ELEMENTS // self.entries, -(-self.b // MAX_CHUNKS))
         self.chunks = [slice(s, min(s + step, self.b)) for s in range(0, self.b, step)]
         self.save_tiles = self.b * self.entries <= SAVE_TILES_ELEMENTS
+        self.pointwise = self.k == 1 and padding == (0, 0)
 
     def conv_args(self):
         return list(self.stride), list(self.padding), list(self.dilation)
@@ -128,7 +129,7 @@ class _Kernels:
         return factor
 
     def weight(self, tiles, sigma, rows, dtype, in_place=False):
-        """The conv weight of samples ``rows``, (b·Co, Ci, k, k) in ``dtype`` (a channels-last view)."""
+        """The conv weight of samples ``rows`` in the (b, Co, k, k, Ci) layout, in ``dtype``."""
         g = self.g
         w = sigma.mul_(tiles) if in_place else torch.mul(tiles, sigma)
         factor = self.row_factor(rows, g.fold)
@@ -136,7 +137,72 @@ class _Kernels:
             w.mul_(factor)
         if g.fold:
             w.mul_(self.in_att[rows].view(-1, 1, 1, 1, g.ci))
-        return w.to(dtype).permute(0, 1, 4, 2, 3).reshape(-1, g.ci, g.k, g.k)
+        return w.to(dtype)
+
+
+def _conv_weight(weight, g):
+    """(b, Co, k, k, Ci) -> the grouped conv's (b·Co, Ci, k, k) weight, a channels-last view."""
+    return weight.permute(0, 1, 4, 2, 3).reshape(-1, g.ci, g.k, g.k)
+
+
+def _subsample(t, g):
+    """The input pixels a 1×1 conv without padding reads: (b, Ci, Ho, Wo)."""
+    return t if g.stride == (1, 1) else t[:, :, ::g.stride[0], ::g.stride[1]]
+
+
+def _conv_forward(inp, weight, rows, g):
+    """Samples ``rows`` of inp convolved with their kernels (b, Co, k, k, Ci): (b, Co, Ho, Wo).
+
+    1×1 kernels without padding use a batched matmul, others a convolution with groups = b.
+    """
+    b = weight.shape[0]
+    if g.pointwise:
+        pixels = _subsample(inp[rows], g).reshape(b, g.ci, -1)
+        return torch.bmm(weight.view(b, g.co, g.ci), pixels).view(b, g.co, g.ho, g.wo)
+    return F.conv2d(_grouped(inp, rows), _conv_weight(weight, g), None, g.stride, g.padding, g.dilation,
+                    groups=b).view(b, g.co, g.ho, g.wo)
+
+
+def _conv_backward(inp, rows, weight, grad_input_from, grad_weight_from, g):
+    """Gradients of :func:`_conv_forward`: d input (b, Ci, H, W) from ``grad_input_from`` (b, Co, Ho, Wo) and the
+    kernels, and d kernels (b, Co, k, k, Ci) fp32 from ``grad_weight_from``; either source may be None."""
+    gi = gw = None
+    if g.pointwise:
+        b = inp[rows].shape[0]
+        if grad_input_from is not None:
+            gi = torch.bmm(weight.view(b, g.co, g.ci).transpose(1, 2), grad_input_from.reshape(b, g.co, -1))
+            gi = gi.view(b, g.ci, g.ho, g.wo)
+            if g.stride != (1, 1):
+                full = gi.new_zeros(b, g.ci, g.h, g.w)
+                _subsample(full, g).copy_(gi)
+                gi = full
+        if grad_weight_from is not None:
+            pixels = _subsample(inp[rows], g).reshape(b, g.ci, -1)
+            gw = torch.bmm(grad_weight_from.reshape(b, g.co, -1), pixels.transpose(1, 2)).view(b, g.co, 1, 1, g.ci)
+        return gi, (gw.float() if gw is not None else None)
+    stride, padding, dilation = g.conv_args()
+    inp_c = _grouped(inp, rows)
+    groups = inp_c.shape[1] // g.ci
+    shape = (groups * g.co, g.ci, g.k, g.k)
+    if grad_input_from is not None and grad_input_from is grad_weight_from:
+        gi, gw, _ = torch.ops.aten.convolution_backward(
+            _grouped(grad_input_from, slice(None)), inp_c, _conv_weight(weight, g), None, stride, padding, dilation,
+            False, [0, 0], groups, [True, True, False])
+    else:
+        if grad_input_from is not None:
+            gi = torch.ops.aten.convolution_backward(
+                _grouped(grad_input_from, slice(None)), inp_c, _conv_weight(weight, g), None, stride, padding,
+                dilation, False, [0, 0], groups, [True, False, False])[0]
+        if grad_weight_from is not None:
+            gw = torch.ops.aten.convolution_backward(
+                _grouped(grad_weight_from, slice(None)), inp_c, inp_c.new_empty(1).expand(shape), None, stride,
+                padding, dilation, False, [0, 0], groups, [False, True, False])[1]
+    if gi is not None:
+        gi = gi.view(groups, g.ci, g.h, g.w)
+    if gw is not None:
+        # (b, Co, k, k, Ci) fp32, contiguous (a no-op when the conv returned a channels-last gradient)
+        gw = gw.view(groups, g.co, g.ci, g.k, g.k).permute(0, 1, 3, 4, 2).float().contiguous()
+    return gi, gw
 
 
 def _conv_dtype(x):
@@ -172,15 +238,13 @@ class _FDConvFunction(torch.autograd.Function):
             for rows in g.chunks:
                 tiles = shared if shared is not None else kernels.tiles(rows)
                 weight = kernels.weight(tiles, kernels.sigma(rows), rows, dtype, in_place=True)
-                outputs.append(F.conv2d(_grouped(inp, rows), weight, None, g.stride, g.padding, g.dilation,
-                                        groups=weight.shape[0] // g.co))
+                outputs.append(_conv_forward(inp, weight, rows, g))
                 if g.save_tiles and shared is None:
                     saved_tiles.append(tiles)
                 del weight, tiles
             del inp
-            y = outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
+            y = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
             del outputs
-            y = y.view(g.b, g.co, g.ho, g.wo)
             if not g.fold:
                 y.mul_(out_att.to(dtype)[:, :, None, None])
             if bias is not None:
@@ -220,8 +284,9 @@ def _backward(grad_y, x, spectrum, kernel_att, local_feat, local_weight, pos_att
     if need_in and not g.fold:
         grads['in'] = torch.empty(g.b, g.ci, device=device)
     _allocate_weight_grads(kernels, needs, grads)
-    stride, padding, dilation = g.conv_args()
-    shared = saved_tiles[0] if kernel_att is None else None
+    shared = None
+    if kernel_att is None:  # one kernel for all samples (saved by the forward unless a retained graph reran)
+        shared = saved_tiles[0] if saved_tiles is not None else kernels.tiles(slice(None))
     shared_grad = None
     for index, rows in enumerate(g.chunks):
         if shared is not None:
@@ -231,34 +296,23 @@ def _backward(grad_y, x, spectrum, kernel_att, local_feat, local_weight, pos_att
         else:
             tiles = kernels.tiles(rows)
         sigma = kernels.sigma(rows)
-        inp_c = _grouped(inp, rows)
-        groups = inp_c.shape[1] // g.ci
         # dW from the raw grad_y when α_out is applied to activations (it is a factor of dW's reductions below)
-        same_grad = g.fold
-        weight = kernels.weight(tiles, sigma, rows, dtype) if need_input or same_grad else None
-        mask = [need_input, need_weight and same_grad, False]
-        if any(mask):
-            gi, gw, _ = torch.ops.aten.convolution_backward(
-                _grouped(grad_conv, rows), inp_c, weight, None, stride, padding, dilation, False, [0, 0], groups,
-                mask)
-            del weight
-            if need_input:
-                gi = gi.view(-1, g.ci, g.h, g.w)
-                if not g.fold:
-                    if need_in:
-                        grads['in'][rows] = (gi.float() * x[rows].float()).sum((2, 3))
-                    gi = gi * in_att[rows].to(gi.dtype)[:, :, None, None]
-                if need_x:
-                    grads['x'][rows] = gi
-                del gi
+        weight = kernels.weight(tiles, sigma, rows, dtype) if need_input else None
+        grad_rows = grad_y[rows]
+        grad_conv_rows = grad_rows if g.fold else grad_conv[rows]
+        gi, gw = _conv_backward(inp, rows, weight, grad_conv_rows if need_input else None,
+                                grad_rows if need_weight else None, g)
+        del weight
+        if gi is not None:
+            if not g.fold:
+                if need_in:
+                    grads['in'][rows] = (gi.float() * x[rows].float()).sum((2, 3))
+                gi = gi * in_att[rows].to(gi.dtype)[:, :, None, None]
+            if need_x:
+                grads['x'][rows] = gi
+            del gi
         if not need_weight:
             continue
-        if not same_grad:
-            gw = torch.ops.aten.convolution_backward(
-                _grouped(grad_y, rows), inp_c, grad_y.new_empty(1).expand(groups * g.co, g.ci, g.k, g.k), None,
-                stride, padding, dilation, False, [0, 0], groups, [False, True, False])[1]
-        # (b, Co, k, k, Ci) fp32, contiguous (a no-op when the conv returned a channels-last gradient)
-        gw = gw.view(-1, g.co, g.ci, g.k, g.k).permute(0, 1, 3, 4, 2).float().contiguous()
         grad_tiles = _weight_backward(gw, tiles, sigma, kernels, rows, needs, grads)
         del gw, tiles, sigma
         if grad_tiles is not None:

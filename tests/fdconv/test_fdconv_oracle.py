@@ -102,7 +102,8 @@ CASES = [  # b, ci, co, k, n, h, w, stride, padding, dilation
     (2, 5, 7, 3, 4, 6, 7, 1, 1, 1),      # odd Ci·k
     (3, 6, 4, 3, 5, 5, 5, 2, 1, 1),      # stride 2, odd size
     (2, 4, 6, 1, 3, 4, 4, 1, 0, 1),      # k = 1
-    (2, 4, 6, 1, 3, 5, 4, 2, 0, 1),      # k = 1, stride 2
+    (2, 4, 6, 1, 3, 5, 4, 2, 0, 1),      # k = 1, stride 2 (batched-matmul path)
+    (2, 4, 6, 1, 3, 5, 4, 2, 1, 1),      # k = 1 with padding (grouped-conv path)
     (1, 3, 5, 3, 1, 5, 4, 1, 1, 1),      # batch 1, n = 1 (no kernel attention)
     (2, 6, 6, 3, 7, 7, 6, 1, 2, 2),      # dilation 2; N = 18·10 = 180 not divisible by 7
     (2, 4, 5, 3, 6, 4, 4, (2, 1), (1, 0), 1),  # asymmetric stride / padding
@@ -168,6 +169,20 @@ def test_lean_op_gradient_subsets(wanted, fold, monkeypatch):
             assert results[1][key] is None
 
 
+@pytest.mark.parametrize('n', [1, 4])
+def test_lean_op_backward_twice_with_retained_graph(n):
+    """The saved mixed kernels are released by the first backward; a second one recomputes them."""
+    tensors, band, scale = _op_inputs(2, 4, 5, 3, n, 5, 5)
+    spectrum = tensors['spectrum'].clone().requires_grad_()
+    y = fdconv_dynamic_conv(tensors['x'], spectrum, band, scale, tensors['kernel_att'], tensors['local_feat'],
+                            tensors['local_weight'], tensors['pos_att'], tensors['in_att'], tensors['out_att'],
+                            padding=1)
+    y.sum().backward(retain_graph=True)
+    first = spectrum.grad.clone()
+    y.sum().backward()
+    _close(spectrum.grad, 2 * first, 1e-5)
+
+
 def test_fold_rule_picks_activations_for_wide_small_layers():
     from mmdynconv.ops.fdconv_dynamic import _Geometry
     x = torch.empty(1, 64, 4, 4)
@@ -207,6 +222,18 @@ def test_lean_op_autocast_keeps_ffts_in_fp32():
     _close(y.float(), expected, 3e-2)
     y16 = fdconv_dynamic_conv(args[0].bfloat16(), *args[1:], padding=1)
     assert y16.dtype == torch.bfloat16
+
+
+def test_lean_op_pointwise_autocast():
+    """The 1×1 batched-matmul path runs in the autocast dtype too."""
+    tensors, band, scale = _op_inputs(2, 4, 5, 1, 4, 6, 6)
+    args = [tensors[key] for key in ('x', 'spectrum')] + [band, scale] + [
+        tensors[key] for key in ('kernel_att', 'local_feat', 'local_weight', 'pos_att', 'in_att', 'out_att')]
+    for stride in (1, 2):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            y = fdconv_dynamic_conv(*args, stride=stride)
+        assert y.dtype == torch.bfloat16
+        _close(y.float(), fdconv_reference(*args, stride=stride), 3e-2)
 
 
 # --------------------------------------------------------------------------------------------------------- FBM
