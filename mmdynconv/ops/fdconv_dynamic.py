@@ -85,7 +85,7 @@ class _Kernels:
         doubled[1:1 + cols - half] = 2
         self.adjoint_scale = doubled * self.forward_scale
         self.band = band_index.flatten()
-        self.spectrum_conj = None                                          # conj(S), made once by the backward
+        self.scaled_conj = None                                            # adjoint_scale·conj(S), made by backward
         self.kernel_att = kernel_att.float() if kernel_att is not None else None
         kappa = local_weight.shape[-1]
         self.local_feat = local_feat.float().unsqueeze(1)                  # (B, 1, Ci)
@@ -324,6 +324,7 @@ def _backward(grad_y, x, spectrum, kernel_att, local_feat, local_weight, pos_att
             del grad_tiles
     if shared_grad is not None:
         _spectral_backward(shared_grad, kernels, None, need_spec, False, grads)
+    _finish_spectrum_grad(kernels, grads)
     for key, ref in (('x', x), ('spec', spectrum), ('kernel', kernel_att), ('feat', local_feat), ('lw', local_weight),
                      ('pos', pos_att), ('in', in_att), ('out', out_att)):
         if grads[key] is not None:
@@ -345,8 +346,6 @@ def _allocate_weight_grads(kernels, needs, grads):
         grads['feat'] = torch.empty(g.b, g.ci, device=device)
     if need_lw:
         grads['lw'] = torch.zeros_like(kernels.local_weight)
-    if need_spec:
-        grads['spec'] = torch.zeros(*kernels.spectrum.shape, 2, device=device)  # (a fill: < 1% of the FFT)
     if need_kernel:
         grads['kernel'] = torch.zeros_like(kernels.kernel_att)
 
@@ -412,29 +411,49 @@ def _small_attention_grads(q, kernels, rows, grads):
 
 
 def _spectral_backward(grad_tiles, kernels, rows, need_spec, need_kernel, grads):
-    """Gradients of the spectrum and π from d tiles (b, Co, k, k, Ci); ``rows`` None = no π (shared tiles)."""
-    g = kernels.g
+    """Gradients of the spectrum and π from d tiles (b, Co, k, k, Ci); ``rows`` None = no π (shared tiles).
+
+    With Y_b = rfft2(d tiles_b) (unnormalised) and a = ``adjoint_scale``, d mixed spectrum_b = a·Y_b. ``grads['spec']``
+    accumulates Σ_b Y_b·π_b[band] without a (applied once by :func:`_finish_spectrum_grad`); d π_b[j] = Σ_{band j}
+    Re(Y_b · a·conj(spectrum)) with a·conj(spectrum) made once per backward. Every pass over Y is a single one.
+    """
     b = grad_tiles.shape[0]
     tiled = grad_tiles.transpose(3, 4).reshape(b, *kernels.size)
-    spec = torch.fft.rfft2(tiled)                                         # (b, rows, half), unnormalised
+    spec = torch.fft.rfft2(tiled)                                         # (b, rows, half)
     del tiled
-    spec.mul_(kernels.adjoint_scale)                                      # d mixed spectrum
     if rows is None:
         if need_spec:
-            grads['spec'].add_(torch.view_as_real(spec[0]))
+            _accumulate(grads, torch.view_as_real(spec[0]))
         return
-    if need_spec:  # d spectrum = Σ_b dS_b · π_b[band]
-        coefficient = kernels.coefficients(rows)
-        mixed = spec[0] * coefficient[0] if b == 1 else (spec * coefficient).sum(0)
-        grads['spec'].add_(torch.view_as_real(mixed))
-        del coefficient, mixed
-    if need_kernel:  # d π_b[j] = Σ_{band j} Re(dS_b · conj(spectrum))
-        if kernels.spectrum_conj is None:
-            kernels.spectrum_conj = kernels.spectrum.conj().resolve_conj()
-        per_coefficient = (spec * kernels.spectrum_conj).real.reshape(b, -1)
+    if need_spec:
+        coefficient = kernels.coefficients(rows).unsqueeze(-1)
+        for sample in range(b):
+            _accumulate(grads, torch.view_as_real(spec[sample]), coefficient[sample])
+        del coefficient
+    if need_kernel:
+        if kernels.scaled_conj is None:  # a·conj(S) = view of (re·a, −im·a), one real pass
+            a = kernels.adjoint_scale
+            conj = torch.view_as_real(kernels.spectrum) * torch.stack([a, -a], -1)
+            kernels.scaled_conj = torch.view_as_complex(conj)
+        per_coefficient = spec.mul_(kernels.scaled_conj).real.reshape(b, -1)
         grad_k = torch.zeros_like(kernels.kernel_att[rows])
         grad_k.index_add_(1, kernels.band, per_coefficient)
         grads['kernel'][rows] = grad_k
+
+
+def _accumulate(grads, term, factor=None):
+    """grads['spec'] += term (· factor), allocated by the first term."""
+    if grads['spec'] is None:
+        grads['spec'] = term.clone() if factor is None else term * factor
+    elif factor is None:
+        grads['spec'].add_(term)
+    else:
+        grads['spec'].addcmul_(term, factor)
+
+
+def _finish_spectrum_grad(kernels, grads):
+    if grads['spec'] is not None:
+        grads['spec'].mul_(kernels.adjoint_scale[:, None])
 
 
 def fdconv_dynamic_conv(x, spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att,
