@@ -27,7 +27,7 @@ autocast dtype when autocast is on, else in x's dtype.
 import torch
 import torch.nn.functional as F
 
-CHUNK_ELEMENTS = 1 << 20       # kernel entries per chunk of samples (at least one sample, at most MAX_CHUNKS chunks)
+CHUNK_ELEMENTS = 1 << 17       # kernel entries per chunk (512 KiB fp32; at least one sample, at most MAX_CHUNKS chunks)
 MAX_CHUNKS = 4
 SAVE_TILES_ELEMENTS = 1 << 24  # save the mixed kernels for backward up to this many B·Co·Ci·k² entries (64 MiB)
 
