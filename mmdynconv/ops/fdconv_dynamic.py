@@ -159,8 +159,9 @@ def _conv_forward(inp, weight, rows, g):
     if g.pointwise:
         pixels = _subsample(inp[rows], g).reshape(b, g.ci, -1)
         return torch.bmm(weight.view(b, g.co, g.ci), pixels).view(b, g.co, g.ho, g.wo)
+    # a channels-last weight can give a channels-last output: keep the (B, Co, Ho, Wo) result contiguous
     return F.conv2d(_grouped(inp, rows), _conv_weight(weight, g), None, g.stride, g.padding, g.dilation,
-                    groups=b).view(b, g.co, g.ho, g.wo)
+                    groups=b).contiguous().view(b, g.co, g.ho, g.wo)
 
 
 def _conv_backward(inp, rows, weight, grad_input_from, grad_weight_from, g):

@@ -124,6 +124,7 @@ def test_lean_op_matches_oracle(case, fold, chunk, save, monkeypatch):
     kwargs = dict(stride=stride, padding=padding, dilation=dilation)
     y_ref, g_ref = _run(fdconv_reference, tensors, band, scale, **kwargs)
     y, g = _run(fdconv_dynamic_conv, tensors, band, scale, fold=fold, **kwargs)
+    assert y.is_contiguous() and all(t.is_contiguous() for t in g.values())
     _close(y, y_ref)
     assert g.keys() == g_ref.keys()
     for key in g_ref:
