@@ -17,8 +17,12 @@ What makes it lean and fast (against :func:`~mmdynconv.ops.fdconv_reference.fdco
 - α_in / α_out are folded into W_b, or applied to the activations when that is cheaper
   (Co·Ci·k² > Ci·H·W + Co·Ho·Wo, the usual case in the deep stages); the attention gradients are reductions of
   dW ⊙ W-factors (batched GEMMs);
-- the spectral mix gathers π_b[band] with ``index_select`` and multiplies real views; FFT normalisation, the
-  factor 2 of α_local and the Hermitian doubling of the adjoint ride on per-column constants.
+- the spectral mix gathers π_b[band] with ``index_select`` (not advanced indexing); FFT normalisation, the factor 2
+  of α_local and the Hermitian doubling of the adjoint ride on scalars / per-column constants applied once, and the
+  spectrum and π gradients take one pass each over rfft2(d tiles);
+- 1×1 kernels without padding run as batched matmuls (stride by subsampling), others as one convolution with
+  groups = samples per chunk;
+- on CPU every large temporary is a fresh allocation (page faults), so in-place updates are used where possible.
 
 The spectral mix is one inverse FFT per sample (n ≥ B band kernels mixed by a matmul would cost n inverse FFTs and
 n·Co·Ci·k² memory instead). The spectral work runs in fp32 (also under autocast); the convolution runs in the

@@ -12,7 +12,8 @@ coefficients Y = U_Hᵀ x U_W of the widest band once (two GEMMs, a quarter of x
 backward besides the inputs) and rebuilds each L_m from a sub-block of Y — exactly the FFT-mask operator, with
 GEMMs instead of 1 + M full-size FFTs. Written as ``x' = A_1 x + Σ_m (A_{m+1} − A_m) L_m`` (A_{M+1} = 1); L_c is
 self-adjoint, which gives the input gradient: the M weighted gradients are projected onto their bands, their
-coefficient blocks added (nested, zero-padded to the widest) and rebuilt once. All of it runs in fp32, also under autocast; the result has x's dtype.
+coefficient blocks added (nested, zero-padded to the widest) and rebuilt once. All of it runs in fp32, also under
+autocast; the result has x's dtype.
 """
 import functools
 import math
