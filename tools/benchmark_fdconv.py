@@ -5,8 +5,10 @@
 
 For every layer shape it measures forward+backward time (median of ``--repeats``) and peak memory of one
 forward+backward above what inputs and parameters already hold, for (1) ``nn.Conv2d`` of the same shape, (2)
-``FDConv.forward_reference`` (SPEC §2 written straightforwardly) and (3) ``FDConv.forward`` (lean), all in this
-process, and prints a table with the ratios lean/reference and lean/plain conv; the same rows go to a CSV file.
+``FDConv.forward_reference`` (SPEC §2 written straightforwardly) and (3) ``FDConv.forward`` (lean, with its default
+backend: the fused Triton kernels on CUDA), all in this process, and prints a table with the ratios lean/reference and
+lean/plain conv; the same rows go to a CSV file. On CUDA it also measures (4) the lean path forced onto its torch
+code (``MMDYNCONV_BACKEND=reference``), the gain of the Triton kernels.
 
 Shapes: ResNet-50 bottleneck conv2 (3×3, FBM) and conv3 (1×1) of each stage at the stage resolutions of a 224×224
 input, and two 3×3 layers at FPN-level resolutions of an 800×1216 detection input (batch 8 and 16 on GPU). On CPU
@@ -48,6 +50,7 @@ CPU_CASES = [
 ]
 QUICK = ('r50-s1-conv2', 'r50-s4-conv2', 'fpn-s3-conv2')
 IMPLS = ('plain', 'reference', 'lean')
+CUDA_IMPLS = IMPLS + ('lean_torch',)
 MIN_MIB = 1.0  # memory ratios against a baseline below this are not meaningful (reported as nan)
 NAN = float('nan')
 
@@ -98,8 +101,27 @@ def build(case, device, kernel_num):
     layer = FDConv(ci, co, k, padding=k // 2, bias=False, kernel_num=kernel_num).to(device).train()
     x = torch.randn(b, ci, h, w, device=device, requires_grad=True)
     fns = dict(plain=(conv, list(conv.parameters())), reference=(layer.forward_reference, list(layer.parameters())),
-               lean=(layer, list(layer.parameters())))
+               lean=(layer, list(layer.parameters())), lean_torch=(_on_torch_backend(layer), list(layer.parameters())))
     return x, fns
+
+
+def _impls(device):
+    return CUDA_IMPLS if device.type == 'cuda' else IMPLS
+
+
+def _on_torch_backend(layer):
+    """The layer's forward with the ops' backend forced to the torch code (the backward follows the forward)."""
+    def forward(x):
+        previous = os.environ.get('MMDYNCONV_BACKEND')
+        os.environ['MMDYNCONV_BACKEND'] = 'reference'
+        try:
+            return layer(x)
+        finally:
+            if previous is None:
+                del os.environ['MMDYNCONV_BACKEND']
+            else:
+                os.environ['MMDYNCONV_BACKEND'] = previous
+    return forward
 
 
 def step(fn, x, params):
@@ -113,7 +135,7 @@ def time_case(case, device, kernel_num, repeats):
     """Median forward+backward milliseconds per implementation."""
     x, fns = build(case, device, kernel_num)
     result = {}
-    for impl in IMPLS:
+    for impl in _impls(device):
         fn, params = fns[impl]
         for _ in range(2):
             step(fn, x, params)
@@ -138,7 +160,7 @@ def memory_cases(cases, device, kernel_num):
     for case in cases:
         x, fns = build(case, device, kernel_num)
         result = {}
-        for impl in IMPLS:
+        for impl in _impls(device):
             fn, params = fns[impl]
             step(fn, x, params)
             x.grad = None
@@ -156,10 +178,12 @@ def make_row(case, times, memory):
     name, ci, co, k, h, w, b = case
     row = dict(case=name, batch=b, cin=ci, cout=co, k=k, hw=f'{h}x{w}', fbm=k == 3,
                fold=co * ci * k * k <= (ci + co) * h * w)
-    for impl in IMPLS:
+    for impl in times:
         row[f'{impl}_ms'], row[f'{impl}_mib'] = times[impl], memory[impl]
     for metric, floor in (('ms', 0.0), ('mib', MIN_MIB)):
-        for base, label in (('reference', 'ref'), ('plain', 'plain')):
+        for base, label in (('reference', 'ref'), ('plain', 'plain'), ('lean_torch', 'torch')):
+            if f'{base}_{metric}' not in row:
+                continue
             denominator = row[f'{base}_{metric}']
             row[f'lean/{label}_{metric}'] = row[f'lean_{metric}'] / denominator if denominator > floor else NAN
     return row
@@ -171,12 +195,14 @@ COLUMNS = [('case', 'case', '{}'), ('batch', 'B', '{}'), ('cin', 'Ci', '{}'), ('
            ('lean/ref_ms', 'lean/ref t', '{:.2f}'), ('lean/plain_ms', 'lean/plain t', '{:.1f}'),
            ('plain_mib', 'plain MiB', '{:.1f}'), ('reference_mib', 'ref MiB', '{:.1f}'),
            ('lean_mib', 'lean MiB', '{:.1f}'), ('lean/ref_mib', 'lean/ref mem', '{:.2f}'),
-           ('lean/plain_mib', 'lean/plain mem', '{:.1f}')]
+           ('lean/plain_mib', 'lean/plain mem', '{:.1f}'), ('lean_torch_ms', 'lean-torch ms', '{:.1f}'),
+           ('lean/torch_ms', 'lean/torch t', '{:.2f}'), ('lean/torch_mib', 'lean/torch mem', '{:.2f}')]
 
 
 def format_table(rows):
-    cells = [[title for _, title, _ in COLUMNS]] + [[fmt.format(r[key]) for key, _, fmt in COLUMNS] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    columns = [c for c in COLUMNS if c[0] in rows[0]]
+    cells = [[title for _, title, _ in columns]] + [[fmt.format(r[key]) for key, _, fmt in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = ['| ' + ' | '.join(c.rjust(wd) for c, wd in zip(row, widths)) + ' |' for row in cells]
     lines.insert(1, '|' + '|'.join('-' * (wd + 2) for wd in widths) + '|')
     return '\n'.join(lines)

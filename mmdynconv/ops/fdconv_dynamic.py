@@ -22,7 +22,10 @@ What makes it lean and fast (against :func:`~mmdynconv.ops.fdconv_reference.fdco
   spectrum and π gradients take one pass each over rfft2(d tiles);
 - 1×1 kernels without padding run as batched matmuls (stride by subsampling), others as one convolution with
   groups = samples per chunk;
-- on CPU every large temporary is a fresh allocation (page faults), so in-place updates are used where possible.
+- on CPU every large temporary is a fresh allocation (page faults), so in-place updates are used where possible;
+- with the Triton backend (CUDA by default, see :mod:`.backend`) the per-entry passes — local logits, sigmoid, the
+  products that make W, and their gradients — are fused kernels (:mod:`.fdconv_triton`) that read the mixed kernels
+  and dW in place and write d tiles in the FFT's layout; the torch code here is their reference.
 
 The spectral mix is one inverse FFT per sample (n ≥ B band kernels mixed by a matmul would cost n inverse FFTs and
 n·Co·Ci·k² memory instead). The spectral work runs in fp32 (also under autocast); the convolution runs in the
@@ -30,6 +33,8 @@ autocast dtype when autocast is on, else in x's dtype.
 """
 import torch
 import torch.nn.functional as F
+
+from .backend import resolve_backend
 
 CHUNK_ELEMENTS = 1 << 17       # kernel entries per chunk (512 KiB fp32; at least one sample, at most MAX_CHUNKS chunks)
 MAX_CHUNKS = 4
@@ -76,8 +81,9 @@ class _Kernels:
     """The op's small inputs in fp32 and the per-chunk pieces of W in the (b, Co, k, k, Ci) layout."""
 
     def __init__(self, spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att, out_att,
-                 g):
+                 g, triton):
         self.g = g
+        self.triton = triton
         rows, cols = g.co * g.k, g.ci * g.k
         self.size = (rows, cols)
         half = spectrum.shape[1]
@@ -113,7 +119,8 @@ class _Kernels:
             spec = self.spectrum * self.coefficients(rows, self.forward_scale)
         tiled = torch.fft.irfft2(spec, s=self.size, norm='forward')
         del spec
-        return tiled.view(-1, g.co, g.k, g.ci, g.k).transpose(3, 4).contiguous()
+        tiles = tiled.view(-1, g.co, g.k, g.ci, g.k).transpose(3, 4)
+        return tiles if self.triton else tiles.contiguous()   # the Triton kernels read the tiled layout in place
 
     def sigma(self, rows):
         """sigmoid of the local logits of samples ``rows``: (b, Co, k, k, Ci)."""
@@ -122,6 +129,9 @@ class _Kernels:
         weight = self.local_weight.view(-1, features.shape[-1]).expand(features.shape[0], -1, -1)
         logits = torch.bmm(weight, features.transpose(1, 2))
         return logits.sigmoid_().view(-1, g.co, g.k, g.k, g.ci)
+
+    def _pos_rows(self, rows):
+        return self.pos[rows].view(-1, self.g.k * self.g.k) if self.pos is not None else None
 
     def row_factor(self, rows, with_out):
         """α_pos ⊗ α_out (α_out when ``with_out``) as (b, Co or 1, k, k, 1), or None."""
@@ -132,9 +142,17 @@ class _Kernels:
             factor = out if factor is None else factor * out
         return factor
 
+    def sigma_or_none(self, rows):
+        """:meth:`sigma` for the torch path; None for the Triton kernels, which compute it in registers."""
+        return None if self.triton else self.sigma(rows)
+
     def weight(self, tiles, sigma, rows, dtype, in_place=False):
         """The conv weight of samples ``rows`` in the (b, Co, k, k, Ci) layout, in ``dtype``."""
         g = self.g
+        if self.triton:
+            from .fdconv_triton import assemble_weight_triton
+            return assemble_weight_triton(tiles, self.local_weight, self.local_feat[rows, 0], self._pos_rows(rows),
+                                          self.out_att[rows], self.in_att[rows], g.fold, dtype)
         w = sigma.mul_(tiles) if in_place else torch.mul(tiles, sigma)
         factor = self.row_factor(rows, g.fold)
         if factor is not None:
@@ -170,7 +188,8 @@ def _conv_forward(inp, weight, rows, g):
 
 def _conv_backward(inp, rows, weight, grad_input_from, grad_weight_from, g):
     """Gradients of :func:`_conv_forward`: d input (b, Ci, H, W) from ``grad_input_from`` (b, Co, Ho, Wo) and the
-    kernels, and d kernels (b, Co, k, k, Ci) fp32 from ``grad_weight_from``; either source may be None."""
+    kernels, and d kernels as a (b, Co, k, k, Ci) view in the conv dtype from ``grad_weight_from``; either source may
+    be None."""
     gi = gw = None
     if g.pointwise:
         b = inp[rows].shape[0]
@@ -184,7 +203,7 @@ def _conv_backward(inp, rows, weight, grad_input_from, grad_weight_from, g):
         if grad_weight_from is not None:
             pixels = _subsample(inp[rows], g).reshape(b, g.ci, -1)
             gw = torch.bmm(grad_weight_from.reshape(b, g.co, -1), pixels.transpose(1, 2)).view(b, g.co, 1, 1, g.ci)
-        return gi, (gw.float() if gw is not None else None)
+        return gi, gw
     stride, padding, dilation = g.conv_args()
     inp_c = _grouped(inp, rows)
     groups = inp_c.shape[1] // g.ci
@@ -205,8 +224,7 @@ def _conv_backward(inp, rows, weight, grad_input_from, grad_weight_from, g):
     if gi is not None:
         gi = gi.view(groups, g.ci, g.h, g.w)
     if gw is not None:
-        # (b, Co, k, k, Ci) fp32, contiguous (a no-op when the conv returned a channels-last gradient)
-        gw = gw.view(groups, g.co, g.ci, g.k, g.k).permute(0, 1, 3, 4, 2).float().contiguous()
+        gw = gw.view(groups, g.co, g.ci, g.k, g.k).permute(0, 1, 3, 4, 2)   # (b, Co, k, k, Ci) view
     return gi, gw
 
 
@@ -230,19 +248,19 @@ class _FDConvFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, spectrum, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias, band_index,
-                scale, stride, padding, dilation, fold):
+                scale, stride, padding, dilation, fold, triton):
         g = _Geometry(x, spectrum, out_att, stride, padding, dilation, fold)
         dtype = _conv_dtype(x)
         saved_tiles = []
         with torch.autocast(x.device.type, enabled=False):
             kernels = _Kernels(spectrum, band_index, 2 * scale, kernel_att, local_feat, local_weight, pos_att, in_att,
-                               out_att, g)
+                               out_att, g, triton)
             inp = _conv_input(x, in_att, g, dtype)
             shared = kernels.tiles(slice(None)) if kernel_att is None else None
             outputs = []
             for rows in g.chunks:
                 tiles = shared if shared is not None else kernels.tiles(rows)
-                weight = kernels.weight(tiles, kernels.sigma(rows), rows, dtype, in_place=True)
+                weight = kernels.weight(tiles, kernels.sigma_or_none(rows), rows, dtype, in_place=True)
                 outputs.append(_conv_forward(inp, weight, rows, g))
                 if g.save_tiles and shared is None:
                     saved_tiles.append(tiles)
@@ -256,7 +274,7 @@ class _FDConvFunction(torch.autograd.Function):
                 y.add_(bias.to(dtype)[None, :, None, None])
         ctx.save_for_backward(x, spectrum, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias,
                               band_index)
-        ctx.geometry, ctx.scale, ctx.dtype = g, 2 * scale, dtype
+        ctx.geometry, ctx.scale, ctx.dtype, ctx.triton = g, 2 * scale, dtype, triton
         ctx.tiles = [shared] if shared is not None else (saved_tiles if g.save_tiles else None)
         return y
 
@@ -265,12 +283,13 @@ class _FDConvFunction(torch.autograd.Function):
         saved = ctx.saved_tensors
         tiles, ctx.tiles = ctx.tiles, None
         with torch.autocast(saved[0].device.type, enabled=False):
-            grads = _backward(grad_y, *saved, ctx.scale, ctx.geometry, ctx.dtype, ctx.needs_input_grad, tiles)
-        return grads + (None,) * 6
+            grads = _backward(grad_y, *saved, ctx.scale, ctx.geometry, ctx.dtype, ctx.needs_input_grad, tiles,
+                              ctx.triton)
+        return grads + (None,) * 7
 
 
 def _backward(grad_y, x, spectrum, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias, band_index,
-              scale, g, dtype, needs, saved_tiles):
+              scale, g, dtype, needs, saved_tiles, triton):
     need_x, need_spec, need_kernel, need_feat, need_lw, need_pos, need_in, need_out, need_bias = needs[:9]
     grads = dict.fromkeys(('x', 'spec', 'kernel', 'feat', 'lw', 'pos', 'in', 'out', 'bias'))
     grad_y = grad_y.to(dtype)
@@ -280,7 +299,8 @@ def _backward(grad_y, x, spectrum, kernel_att, local_feat, local_weight, pos_att
     need_input = need_x or (need_in and not g.fold)
     if not (need_input or need_weight):
         return tuple(grads.values())
-    kernels = _Kernels(spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, g)
+    kernels = _Kernels(spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, g,
+                       triton)
     inp = _conv_input(x, in_att, g, dtype)
     grad_conv = grad_y if g.fold else grad_y * out_att.to(dtype)[:, :, None, None]
     device = x.device
@@ -300,7 +320,7 @@ def _backward(grad_y, x, spectrum, kernel_att, local_feat, local_weight, pos_att
             tiles, saved_tiles[index] = saved_tiles[index], None           # freed chunk by chunk
         else:
             tiles = kernels.tiles(rows)
-        sigma = kernels.sigma(rows)
+        sigma = kernels.sigma_or_none(rows)
         # dW from the raw grad_y when α_out is applied to activations (it is a factor of dW's reductions below)
         weight = kernels.weight(tiles, sigma, rows, dtype) if need_input else None
         grad_rows = grad_y[rows]
@@ -356,28 +376,28 @@ def _allocate_weight_grads(kernels, needs, grads):
 
 
 def _weight_backward(grad, tiles, sigma, kernels, rows, needs, grads):
-    """Gradients of W's ingredients from dW (b, Co, k, k, Ci) of samples ``rows`` (overwritten); fills ``grads``
-    (fp32) and returns d tiles (b, Co, k, k, Ci) when the spectral gradients are needed, else None.
+    """Gradients of W's ingredients from dW (b, Co, k, k, Ci) of samples ``rows``; fills ``grads`` (fp32) and returns
+    d tiles (b, Co, k, k, Ci) fp32 when the spectral gradients are needed, else None.
 
-    ``grad`` is dW of the conv weight; without folding it is taken before the factor α_out.
+    ``grad`` is dW of the conv weight (any strides, the conv dtype); without folding it is taken before the factor
+    α_out. ``sigma`` is None with the Triton kernels.
     """
     g = kernels.g
     _, need_spec, need_kernel, need_feat, need_lw, need_pos, need_in, need_out = needs[:8]
     need_small = (need_pos and kernels.pos is not None) or (need_in and g.fold) or need_out
-    if need_small:
-        q = torch.mul(grad, tiles)
-        _small_attention_grads(q.mul_(sigma), kernels, rows, grads)
-        del q
-    factor = kernels.row_factor(rows, True)                               # α_pos ⊗ α_out (both folded or not)
-    grad.mul_(factor)
-    if g.fold:
-        grad.mul_(kernels.in_att[rows].view(-1, 1, 1, 1, g.ci))
-    if not (need_spec or need_kernel or need_feat or need_lw):
-        return None
-    grad_tiles = grad.mul_(sigma)                                         # d tiles (the 2 of α_local is in tiles)
-    if need_feat or need_lw:
-        logits = torch.mul(grad_tiles, tiles)
-        logits.addcmul_(logits, sigma, value=-1)                          # · σ(1 − σ): d logits
+    need_tiles, need_logits = need_spec or need_kernel, need_feat or need_lw
+    if kernels.triton:
+        from .fdconv_triton import assemble_weight_backward_triton
+        q, grad_tiles, logits = assemble_weight_backward_triton(
+            grad, tiles, kernels.local_weight, kernels.local_feat[rows, 0], kernels._pos_rows(rows),
+            kernels.out_att[rows], kernels.in_att[rows], g.fold, need_small, need_tiles, need_logits)
+        if q is not None:
+            _small_attention_grads(q, kernels, rows, grads)
+            del q
+    else:
+        grad_tiles, logits = _weight_backward_torch(grad.float().contiguous(), tiles, sigma, kernels, rows,
+                                                    need_small, need_tiles, need_logits, grads)
+    if logits is not None:
         logits = logits.view(logits.shape[0], -1, g.ci)                    # (b, Co·k², Ci)
         gf, gl, _ = torch.ops.aten.convolution_backward(
             logits, kernels.local_feat[rows], kernels.local_weight, None, [1], [kernels.local_weight.shape[-1] // 2],
@@ -387,7 +407,28 @@ def _weight_backward(grad, tiles, sigma, kernels, rows, needs, grads):
         if need_lw:
             grads['lw'] += gl
         del logits
-    return grad_tiles if (need_spec or need_kernel) else None
+    return grad_tiles
+
+
+def _weight_backward_torch(grad, tiles, sigma, kernels, rows, need_small, need_tiles, need_logits, grads):
+    """The reference of the fused backward kernel: (d tiles or None, d local logits or None); ``grad`` is
+    overwritten."""
+    g = kernels.g
+    if need_small:
+        q = torch.mul(grad, tiles)
+        _small_attention_grads(q.mul_(sigma), kernels, rows, grads)
+        del q
+    if not (need_tiles or need_logits):
+        return None, None
+    grad.mul_(kernels.row_factor(rows, True))                             # α_pos ⊗ α_out (both folded or not)
+    if g.fold:
+        grad.mul_(kernels.in_att[rows].view(-1, 1, 1, 1, g.ci))
+    grad_tiles = grad.mul_(sigma)                                         # d tiles (the 2 of α_local is in tiles)
+    logits = None
+    if need_logits:
+        logits = torch.mul(grad_tiles, tiles)
+        logits.addcmul_(logits, sigma, value=-1)                          # · σ(1 − σ): d logits
+    return (grad_tiles if need_tiles else None), logits
 
 
 def _small_attention_grads(q, kernels, rows, grads):
@@ -462,7 +503,7 @@ def _finish_spectrum_grad(kernels, grads):
 
 
 def fdconv_dynamic_conv(x, spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att,
-                        out_att, bias=None, stride=1, padding=0, dilation=1, fold=None):
+                        out_att, bias=None, stride=1, padding=0, dilation=1, fold=None, backend=None):
     """Convolve every sample with its own FDConv kernel W_b (see the module docstring), memory-lean.
 
     Args:
@@ -476,14 +517,17 @@ def fdconv_dynamic_conv(x, spectrum, band_index, scale, kernel_att, local_feat, 
         in_att: (B, Ci); out_att: (B, Co) channel attentions. bias: (Co,) or None.
         stride, padding, dilation: ints or pairs. fold: None (choose by cost), True (fold α_in/α_out into W_b) or
             False (apply them to the activations).
+        backend: None (automatic: Triton on CUDA when available, see :mod:`.backend` and ``MMDYNCONV_BACKEND``),
+            'reference' (the torch code of this module) or 'triton' (fused kernels for the per-entry work).
 
     Returns:
         (B, Co, Ho, Wo), differentiable in every tensor argument but band_index.
     """
     stride, padding, dilation = _pair('stride', stride), _pair('padding', padding), _pair('dilation', dilation)
     _check(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias, fold)
+    triton = resolve_backend(backend, x.device, 'fdconv_dynamic_conv') == 'triton'
     return _FDConvFunction.apply(x, spectrum, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias,
-                                 band_index, float(scale), stride, padding, dilation, fold)
+                                 band_index, float(scale), stride, padding, dilation, fold, triton)
 
 
 def _check(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias, fold):
