@@ -38,17 +38,21 @@ _MIN_PROGRAMS = 512  # below this many filter-gradient programs, split the chann
 
 
 @triton.jit
+def _tile(CG, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """This program's tile of the element-wise kernels: head h, sample b, channels c (masked) and flat pixels p."""
+    ncb = tl.cdiv(CG, BLOCK_C)
+    h = tl.program_id(1) // ncb
+    cl = (tl.program_id(1) % ncb) * BLOCK_C + tl.arange(0, BLOCK_C)
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    return h, tl.program_id(2).to(tl.int64), h * CG + cl, cl < CG, p
+
+
+@triton.jit
 def _fwd(x_ptr, fc_ptr, fs_ptr, out_ptr, H, W, Ho, Wo, CG,
          sxb, sxc, sxh, sxw, sfcb, sfcc, sfci, sfcj, sfsb, sfsc, sfsh, sfsw, sob, soc, soh, sow,
          K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, MUL: tl.constexpr, ACC: tl.constexpr,
          BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
-    ncb = tl.cdiv(CG, BLOCK_C)
-    h = tl.program_id(1) // ncb
-    b = tl.program_id(2).to(tl.int64)
-    cl = (tl.program_id(1) % ncb) * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_mask = cl < CG
-    c = h * CG + cl
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    h, b, c, c_mask, p = _tile(CG, BLOCK_C, BLOCK_P)
     p_mask = p < Ho * Wo
     oy = p // Wo
     ox = p % Wo
@@ -80,13 +84,7 @@ def _bwd_x(g_ptr, fc_ptr, fs_ptr, gx_ptr, H, W, Ho, Wo, CG,
            sgb, sgc, sgh, sgw, sfcb, sfcc, sfci, sfcj, sfsb, sfsc, sfsh, sfsw, sxb, sxc, sxh, sxw,
            K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, MUL: tl.constexpr, ACC: tl.constexpr,
            BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
-    ncb = tl.cdiv(CG, BLOCK_C)
-    h = tl.program_id(1) // ncb
-    b = tl.program_id(2).to(tl.int64)
-    cl = (tl.program_id(1) % ncb) * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_mask = cl < CG
-    c = h * CG + cl
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    h, b, c, c_mask, p = _tile(CG, BLOCK_C, BLOCK_P)
     p_mask = p < H * W
     iy = p // W
     ix = p % W

@@ -23,6 +23,16 @@ BLOCK_I = 128
 
 
 @triton.jit
+def _entries(CI, K: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's entries: row r = o·k² + u·k + v (uv = u·k + v), sample b, input channels i (masked)."""
+    r = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    o, uv = r // (K * K), r % (K * K)
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    return r, b, o, uv, uv // K, uv % K, i, i < CI
+
+
+@triton.jit
 def _sigma(lw_ptr, feat_ptr, r, b, i, i_mask, CI, KAPPA: tl.constexpr):
     """σ of the local logits of row r (= o·k² + u·k + v) for sample b and input channels i: (BLOCK_I,) fp32."""
     logit = tl.zeros(i.shape, dtype=tl.float32)
@@ -38,12 +48,7 @@ def _assemble_fwd(tiles_ptr, lw_ptr, feat_ptr, pos_ptr, out_ptr, in_ptr, w_ptr, 
                   stb, sto, stu, stv, sti, swb, swo, swu, swv, swi,
                   K: tl.constexpr, KAPPA: tl.constexpr, HAS_POS: tl.constexpr, FOLD: tl.constexpr,
                   BLOCK: tl.constexpr):
-    r = tl.program_id(1)
-    b = tl.program_id(2).to(tl.int64)
-    o, uv = r // (K * K), r % (K * K)
-    u, v = uv // K, uv % K
-    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    i_mask = i < CI
+    r, b, o, uv, u, v, i, i_mask = _entries(CI, K, BLOCK)
     val = tl.load(tiles_ptr + b * stb + o * sto + u * stu + v * stv + i * sti, mask=i_mask, other=0.0).to(tl.float32)
     val *= _sigma(lw_ptr, feat_ptr, r, b, i, i_mask, CI, KAPPA)
     if HAS_POS:
@@ -58,12 +63,7 @@ def _assemble_bwd(grad_ptr, tiles_ptr, lw_ptr, feat_ptr, pos_ptr, out_ptr, in_pt
                   sgb, sgo, sgu, sgv, sgi, stb, sto, stu, stv, sti, sdb, sdo, sdu, sdv, sdi,
                   K: tl.constexpr, KAPPA: tl.constexpr, HAS_POS: tl.constexpr, FOLD: tl.constexpr,
                   NEED_Q: tl.constexpr, NEED_TILES: tl.constexpr, NEED_LOGITS: tl.constexpr, BLOCK: tl.constexpr):
-    r = tl.program_id(1)
-    b = tl.program_id(2).to(tl.int64)
-    o, uv = r // (K * K), r % (K * K)
-    u, v = uv // K, uv % K
-    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    i_mask = i < CI
+    r, b, o, uv, u, v, i, i_mask = _entries(CI, K, BLOCK)
     g = tl.load(grad_ptr + b * sgb + o * sgo + u * sgu + v * sgv + i * sgi, mask=i_mask, other=0.0).to(tl.float32)
     tile = tl.load(tiles_ptr + b * stb + o * sto + u * stu + v * stv + i * sti, mask=i_mask, other=0.0)
     tile = tile.to(tl.float32)
