@@ -25,10 +25,10 @@ BLOCK_I = 128
 @triton.jit
 def _entries(CI, K: tl.constexpr, BLOCK: tl.constexpr):
     """This program's entries: row r = o·k² + u·k + v (uv = u·k + v), sample b, input channels i (masked)."""
-    r = tl.program_id(1)
+    r = tl.program_id(0)                                               # grid axis 0: no 65535 limit on Co·k²
     b = tl.program_id(2).to(tl.int64)
     o, uv = r // (K * K), r % (K * K)
-    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    i = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     return r, b, o, uv, uv // K, uv % K, i, i < CI
 
 
@@ -105,7 +105,7 @@ def assemble_weight_triton(tiles, local_weight, local_feat, pos_att, out_att, in
     b, co, k, ci = local_feat.shape[0], out_att.shape[1], tiles.shape[2], local_feat.shape[1]
     lw, feat, pos, out, inp = _small(local_weight, local_feat, pos_att, out_att, in_att)
     weight = torch.empty(b, co, k, k, ci, device=tiles.device, dtype=dtype)
-    grid = (triton.cdiv(ci, BLOCK_I), co * k * k, b)
+    grid = (co * k * k, triton.cdiv(ci, BLOCK_I), b)
     _assemble_fwd[grid](tiles, lw, feat, pos if pos is not None else out, out, inp, weight, ci, co,
                         *_strides(tiles), *weight.stride(), K=k, KAPPA=lw.shape[1], HAS_POS=pos is not None,
                         FOLD=bool(fold), BLOCK=BLOCK_I)
@@ -125,7 +125,7 @@ def assemble_weight_backward_triton(grad, tiles, local_weight, local_feat, pos_a
     if not (need_q or need_tiles or need_logits):
         return q, d_tiles, d_logits
     dummy = out
-    grid = (triton.cdiv(ci, BLOCK_I), co * k * k, b)
+    grid = (co * k * k, triton.cdiv(ci, BLOCK_I), b)
     _assemble_bwd[grid](grad, tiles, lw, feat, pos if pos is not None else dummy, out, inp,
                         q if need_q else dummy, d_tiles if need_tiles else dummy,
                         d_logits if need_logits else dummy, ci, co, *grad.stride(), *_strides(tiles),
