@@ -1,4 +1,5 @@
 """Run the repository's command-line tools from tests."""
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -13,3 +14,14 @@ def run_tool(*args, env=None, check=True, timeout=900):
     if check and proc.returncode != 0:
         raise AssertionError(f'{" ".join(args)} exited with {proc.returncode}:\n{proc.stdout[-6000:]}')
     return proc
+
+
+def compile_for_gpu(script, timeout=600):
+    """Run a Python ``script`` that compiles Triton kernels for a GPU target, in a subprocess without
+    ``TRITON_INTERPRET`` (which changes how Triton builds kernels) and with this checkout importable; return its
+    stdout, or fail with its stderr."""
+    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [ROOT, env.get('PYTHONPATH')]))
+    result = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

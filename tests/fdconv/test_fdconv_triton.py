@@ -3,19 +3,16 @@
 On CPU the kernels run through Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1 without a GPU); the
 compile test builds them for a real GPU target.
 """
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 
-import mmdynconv
 from mmdynconv.ops.fdconv_dynamic import fdconv_dynamic_conv
 from mmdynconv.ops.fdconv_reference import fdconv_reference
 
 from test_fdconv_oracle import _close, _op_inputs, _run
+from tool_runner import compile_for_gpu
 
 pytest.importorskip('triton')
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -150,9 +147,5 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='covered by the GPU runs of the other tests')
 def test_kernels_compile_for_sm90():
-    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(mmdynconv.__file__)))
-    env['PYTHONPATH'] = os.pathsep.join(filter(None, [root, env.get('PYTHONPATH')]))
-    result = subprocess.run([sys.executable, '-c', SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count(' ok') == 6
+    stdout = compile_for_gpu(SCRIPT)
+    assert stdout.count(' ok') == 6

@@ -5,15 +5,11 @@ constructs). Triton can compile for a given target without a driver: this builds
 the ptxas bundled in the triton wheel, in a subprocess without ``TRITON_INTERPRET`` (which changes how Triton
 builds kernels). On a CUDA machine the other tests compile the kernels for the device itself.
 """
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
-
-import mmdynconv
+from tool_runner import compile_for_gpu
 
 pytest.importorskip('triton')
 
@@ -46,9 +42,5 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='covered by the GPU runs of the other tests')
 def test_kernels_compile_for_sm90():
-    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(mmdynconv.__file__)))
-    env['PYTHONPATH'] = os.pathsep.join(filter(None, [root, env.get('PYTHONPATH')]))
-    result = subprocess.run([sys.executable, '-c', SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count(' ok') == 9
+    stdout = compile_for_gpu(SCRIPT)
+    assert stdout.count(' ok') == 9
