@@ -17,11 +17,25 @@ def run_tool(*args, env=None, check=True, timeout=900):
 
 
 def compile_for_gpu(script, timeout=600):
-    """Run a Python ``script`` that compiles Triton kernels for a GPU target, in a subprocess without
-    ``TRITON_INTERPRET`` (which changes how Triton builds kernels) and with this checkout importable; return its
-    stdout, or fail with its stderr."""
+    """Run a Python ``script`` that compiles Triton kernels for a GPU target (with :func:`compile_for_sm90`), in a
+    subprocess without ``TRITON_INTERPRET`` (which changes how Triton builds kernels) and with this checkout and
+    this module importable; return its stdout, or fail with its stderr."""
     env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
-    env['PYTHONPATH'] = os.pathsep.join(filter(None, [ROOT, env.get('PYTHONPATH')]))
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [ROOT, osp.join(ROOT, 'tests'), env.get('PYTHONPATH')]))
     result = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def compile_for_sm90(fn, pointers, consts, label):
+    """Compile the ``@triton.jit`` kernel ``fn`` down to a cubin for sm_90 (no driver needed) and print
+    ``<label> ok``. ``pointers``: {argument: Triton dtype such as 'fp32'}; other arguments not in ``consts`` are i32."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    signature = {a: 'constexpr' if a in consts else (f'*{pointers[a]}' if a in pointers else 'i32')
+                 for a in fn.arg_names}
+    source = ASTSource(fn=fn, signature=signature, constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()})
+    compiled = triton.compile(source, target=GPUTarget('cuda', 90, 32), options=dict(num_warps=4))
+    assert compiled.asm['cubin'] and 'ld.global' in compiled.asm['ptx'], label
+    print(label, 'ok')

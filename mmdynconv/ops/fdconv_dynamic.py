@@ -130,7 +130,8 @@ class _Kernels:
         logits = torch.bmm(weight, features.transpose(1, 2))
         return logits.sigmoid_().view(-1, g.co, g.k, g.k, g.ci)
 
-    def _pos_rows(self, rows):
+    def pos_rows(self, rows):
+        """α_pos of samples ``rows`` as (b, k²), or None."""
         return self.pos[rows].view(-1, self.g.k * self.g.k) if self.pos is not None else None
 
     def row_factor(self, rows, with_out):
@@ -151,7 +152,7 @@ class _Kernels:
         g = self.g
         if self.triton:
             from .fdconv_triton import assemble_weight_triton
-            return assemble_weight_triton(tiles, self.local_weight, self.local_feat[rows, 0], self._pos_rows(rows),
+            return assemble_weight_triton(tiles, self.local_weight, self.local_feat[rows, 0], self.pos_rows(rows),
                                           self.out_att[rows], self.in_att[rows], g.fold, dtype)
         w = sigma.mul_(tiles) if in_place else torch.mul(tiles, sigma)
         factor = self.row_factor(rows, g.fold)
@@ -389,7 +390,7 @@ def _weight_backward(grad, tiles, sigma, kernels, rows, needs, grads):
     if kernels.triton:
         from .fdconv_triton import assemble_weight_backward_triton
         q, grad_tiles, logits = assemble_weight_backward_triton(
-            grad, tiles, kernels.local_weight, kernels.local_feat[rows, 0], kernels._pos_rows(rows),
+            grad, tiles, kernels.local_weight, kernels.local_feat[rows, 0], kernels.pos_rows(rows),
             kernels.out_att[rows], kernels.in_att[rows], g.fold, need_small, need_tiles, need_logits)
         if q is not None:
             _small_attention_grads(q, kernels, rows, grads)

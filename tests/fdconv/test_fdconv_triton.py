@@ -118,11 +118,8 @@ def test_triton_backend_on_cpu_needs_the_interpreter(monkeypatch):
 
 
 SCRIPT = textwrap.dedent("""
-    import triton
-    import triton.language as tl
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
     from mmdynconv.ops import fdconv_triton
+    from tool_runner import compile_for_sm90
 
     POINTERS = {'_assemble_fwd': ('tiles_ptr', 'lw_ptr', 'feat_ptr', 'pos_ptr', 'out_ptr', 'in_ptr', 'w_ptr'),
                 '_assemble_bwd': ('grad_ptr', 'tiles_ptr', 'lw_ptr', 'feat_ptr', 'pos_ptr', 'out_ptr', 'in_ptr',
@@ -130,18 +127,13 @@ SCRIPT = textwrap.dedent("""
     LOW = {'w_ptr', 'grad_ptr'}   # the conv dtype; everything else fp32
     for name, (dtype, k, flag) in [(n, c) for n in POINTERS for c in [('fp32', 3, True), ('bf16', 1, False),
                                                                        ('fp16', 3, False)]]:
-        fn = getattr(fdconv_triton, name)
         consts = dict(K=k, KAPPA=5, HAS_POS=k > 1, FOLD=flag, BLOCK=128)
         if name == '_assemble_bwd':
             consts.update(NEED_Q=True, NEED_TILES=flag, NEED_LOGITS=True)
-        signature = {a: 'constexpr' if a in consts else
-                     (f'*{dtype if a in LOW else "fp32"}' if a in POINTERS[name] else 'i32') for a in fn.arg_names}
-        source = ASTSource(fn=fn, signature=signature,
-                           constexprs={(fn.arg_names.index(c),): v for c, v in consts.items()})
-        compiled = triton.compile(source, target=GPUTarget('cuda', 90, 32), options=dict(num_warps=4))
-        assert compiled.asm['cubin'] and 'ld.global' in compiled.asm['ptx'], name
-        print(name, dtype, 'ok')
+        pointers = {a: dtype if a in LOW else 'fp32' for a in POINTERS[name]}
+        compile_for_sm90(getattr(fdconv_triton, name), pointers, consts, f'{name} {dtype}')
 """)
+
 
 
 @pytest.mark.slow
