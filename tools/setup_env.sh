@@ -1,18 +1,38 @@
 #!/usr/bin/env bash
-# Create (or complete) the project's virtual environment and install the tested stack into it.
+# Create (or complete) a virtual environment and install one of the two tested stacks into it.
 # Idempotent: each step is skipped when what it installs is already importable at the pinned version.
 #
-#   source tools/setup_env.sh        # or: bash tools/setup_env.sh
+#   bash tools/setup_env.sh                  # OpenMMLab stack (mmengine / mmcv 2.1 / mmdet 3.3 / mmseg 1.2) in .venv
+#   bash tools/setup_env.sh --stack onedl    # maintained onedl-* forks (same import names) in .venv-onedl
 #
-# Environment: MMDYNCONV_VENV (default: <repo>/.venv), PYTHON (default: python3).
-# Recipe and timings: shared/DESIGN.md section 4 (mmcv compiles from source, ~8 min on 2 cores, cached by pip).
+# Environment: MMDYNCONV_STACK (openmmlab | onedl; --stack wins), MMDYNCONV_VENV (default: <repo>/.venv for
+# openmmlab, <repo>/.venv-onedl for onedl), PYTHON (default: python3), MAX_JOBS (mmcv compile jobs, default 2).
+# Pins, timings and the differences between the stacks: docs/install.md. mmcv compiles from source on both stacks
+# (~8-10 min on 2 cores the first time; pip caches the built wheel).
 set -eo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${MMDYNCONV_VENV:-$ROOT/.venv}"
-C="$ROOT/requirements/constraints.txt"
+STACK="${MMDYNCONV_STACK:-openmmlab}"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --stack) STACK="$2"; shift 2 ;;
+        --stack=*) STACK="${1#--stack=}"; shift ;;
+        *) echo "setup_env.sh: unknown argument '$1' (expected --stack openmmlab|onedl)" >&2; exit 2 ;;
+    esac
+done
+case "$STACK" in
+    openmmlab)
+        VENV="${MMDYNCONV_VENV:-$ROOT/.venv}"; C="$ROOT/requirements/constraints.txt"
+        STACK_REQ="$ROOT/requirements/openmmlab.txt"; SETUPTOOLS="setuptools>=77.0.3,<81"
+        ENGINE=(mmengine 0.10.7); MMCV=(mmcv 2.1.0); DET=3.3.0; SEG=1.2.2 ;;
+    onedl)
+        VENV="${MMDYNCONV_VENV:-$ROOT/.venv-onedl}"; C="$ROOT/requirements/constraints-onedl.txt"
+        STACK_REQ="$ROOT/requirements/onedl.txt"; SETUPTOOLS="setuptools>=80,<81"
+        ENGINE=(onedl-mmengine 0.10.12); MMCV=(onedl-mmcv 2.3.6); DET=3.5.1; SEG=1.4.2 ;;
+    *) echo "setup_env.sh: --stack / MMDYNCONV_STACK must be 'openmmlab' or 'onedl', got '$STACK'" >&2; exit 2 ;;
+esac
 
 if [ ! -x "$VENV/bin/python" ]; then
-    echo "[setup_env] creating virtual environment $VENV"
+    echo "[setup_env] creating virtual environment $VENV ($STACK stack)"
     "${PYTHON:-python3}" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
@@ -27,19 +47,19 @@ PYEOF
 
 has torch 2.13.0 || { echo "[setup_env] torch 2.13.0 (CPU build)"; pipi torch==2.13.0; }
 "$PY" -c "import pkg_resources, wheel, ninja" >/dev/null 2>&1 \
-    || { echo "[setup_env] setuptools<81, wheel, ninja"; pipi "setuptools>=77.0.3,<81" wheel ninja; }
-has mmengine 0.10.7 || { echo "[setup_env] mmengine"; pipi mmengine==0.10.7; }
-if ! has mmcv 2.1.0 || ! "$PY" -c "import mmcv.ops" >/dev/null 2>&1; then
-    echo "[setup_env] mmcv 2.1.0 with ops (compiled from source: ~8 min on 2 cores the first time, cached after)"
-    MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" pipi --no-build-isolation mmcv==2.1.0
+    || { echo "[setup_env] $SETUPTOOLS, wheel, ninja"; pipi "$SETUPTOOLS" wheel ninja "packaging>=24.2"; }
+has mmengine "${ENGINE[1]}" || { echo "[setup_env] ${ENGINE[0]}"; pipi "${ENGINE[0]}==${ENGINE[1]}"; }
+if ! has mmcv "${MMCV[1]}" || ! "$PY" -c "import mmcv.ops" >/dev/null 2>&1; then
+    echo "[setup_env] ${MMCV[0]} ${MMCV[1]} with ops (compiled from source: ~8-10 min on 2 cores the first time)"
+    MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" pipi --no-build-isolation "${MMCV[0]}==${MMCV[1]}"
 fi
-if ! has mmdet 3.3.0 || ! has mmseg 1.2.2 || ! has triton 3.7.1 || ! has pytest '' \
+if ! has mmdet "$DET" || ! has mmseg "$SEG" || ! has triton 3.7.1 || ! has pytest '' \
         || ! "$PY" -c "import ftfy, regex, pycocotools, mim, matplotlib, pytest_timeout" >/dev/null 2>&1; then
-    echo "[setup_env] mmdet, mmsegmentation, openmim, triton, test tools"
-    pipi -r "$ROOT/requirements/openmmlab.txt" -r "$ROOT/requirements/tests.txt"
+    echo "[setup_env] mmdet $DET, mmseg $SEG, mim, triton, test tools"
+    pipi -r "$STACK_REQ" -r "$ROOT/requirements/tests.txt"
 fi
 if ! (cd / && "$PY" -c "import mmdynconv, os, sys; sys.exit(os.path.dirname(os.path.dirname(mmdynconv.__file__)) != sys.argv[1])" "$ROOT") >/dev/null 2>&1; then
     echo "[setup_env] mmdynconv (editable)"
     pipi --no-build-isolation --no-deps -e "$ROOT"
 fi
-echo "[setup_env] ready: $VENV"
+echo "[setup_env] ready: $VENV ($STACK stack)"
