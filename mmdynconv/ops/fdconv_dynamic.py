@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from .backend import resolve_backend
+from .per_sample_conv import (ConvShape, conv_dtype, per_sample_conv_backward, per_sample_conv_forward,
+                              sample_chunks)
 
 CHUNK_ELEMENTS = 1 << 17       # kernel entries per chunk (512 KiB fp32; at least one sample, at most MAX_CHUNKS chunks)
 MAX_CHUNKS = 4
@@ -50,31 +52,19 @@ def _pair(name, value):
     return tuple(value)
 
 
-def _conv_out(size, k, stride, padding, dilation):
-    return (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-
-
-class _Geometry:
-    """Shapes, conv arguments, the per-sample chunking and the save/recompute choice shared by forward and backward."""
+class _Geometry(ConvShape):
+    """:class:`~.per_sample_conv.ConvShape` plus FDConv's square k, the per-sample chunking, the α_in/α_out folding and
+    the save/recompute choice shared by forward and backward."""
 
     def __init__(self, x, spectrum, out_att, stride, padding, dilation, fold):
-        self.b, self.ci, self.h, self.w = x.shape
-        self.co = out_att.shape[1]
-        self.k = spectrum.shape[0] // self.co
-        self.stride, self.padding, self.dilation = stride, padding, dilation
-        self.ho = _conv_out(self.h, self.k, stride[0], padding[0], dilation[0])
-        self.wo = _conv_out(self.w, self.k, stride[1], padding[1], dilation[1])
-        self.entries = self.co * self.ci * self.k * self.k
+        co = out_att.shape[1]
+        self.k = spectrum.shape[0] // co
+        super().__init__(x.shape, co, (self.k, self.k), stride, padding, dilation)
         if fold is None:
             fold = self.entries <= self.ci * self.h * self.w + self.co * self.ho * self.wo
         self.fold = fold
-        step = max(1, CHUNK_ELEMENTS // self.entries, -(-self.b // MAX_CHUNKS))
-        self.chunks = [slice(s, min(s + step, self.b)) for s in range(0, self.b, step)]
+        self.chunks = sample_chunks(self.b, self.entries, CHUNK_ELEMENTS, MAX_CHUNKS)
         self.save_tiles = self.b * self.entries <= SAVE_TILES_ELEMENTS
-        self.pointwise = self.k == 1 and padding == (0, 0)
-
-    def conv_args(self):
-        return list(self.stride), list(self.padding), list(self.dilation)
 
 
 class _Kernels:
@@ -163,86 +153,9 @@ class _Kernels:
         return w.to(dtype)
 
 
-def _conv_weight(weight, g):
-    """(b, Co, k, k, Ci) -> the grouped conv's (b·Co, Ci, k, k) weight, a channels-last view."""
-    return weight.permute(0, 1, 4, 2, 3).reshape(-1, g.ci, g.k, g.k)
-
-
-def _subsample(t, g):
-    """The input pixels a 1×1 conv without padding reads: (b, Ci, Ho, Wo)."""
-    return t if g.stride == (1, 1) else t[:, :, ::g.stride[0], ::g.stride[1]]
-
-
-def _conv_forward(inp, weight, rows, g):
-    """Samples ``rows`` of inp convolved with their kernels (b, Co, k, k, Ci): (b, Co, Ho, Wo).
-
-    1×1 kernels without padding use a batched matmul, others a convolution with groups = b.
-    """
-    b = weight.shape[0]
-    if g.pointwise:
-        pixels = _subsample(inp[rows], g).reshape(b, g.ci, -1)
-        return torch.bmm(weight.view(b, g.co, g.ci), pixels).view(b, g.co, g.ho, g.wo)
-    # a channels-last weight can give a channels-last output: keep the (B, Co, Ho, Wo) result contiguous
-    return F.conv2d(_grouped(inp, rows), _conv_weight(weight, g), None, g.stride, g.padding, g.dilation,
-                    groups=b).contiguous().view(b, g.co, g.ho, g.wo)
-
-
-def _conv_backward(inp, rows, weight, grad_input_from, grad_weight_from, g):
-    """Gradients of :func:`_conv_forward`: d input (b, Ci, H, W) from ``grad_input_from`` (b, Co, Ho, Wo) and the
-    kernels, and d kernels as a (b, Co, k, k, Ci) view in the conv dtype from ``grad_weight_from``; either source may
-    be None."""
-    gi = gw = None
-    if g.pointwise:
-        b = inp[rows].shape[0]
-        if grad_input_from is not None:
-            gi = torch.bmm(weight.view(b, g.co, g.ci).transpose(1, 2), grad_input_from.reshape(b, g.co, -1))
-            gi = gi.view(b, g.ci, g.ho, g.wo)
-            if g.stride != (1, 1):
-                full = gi.new_zeros(b, g.ci, g.h, g.w)
-                _subsample(full, g).copy_(gi)
-                gi = full
-        if grad_weight_from is not None:
-            pixels = _subsample(inp[rows], g).reshape(b, g.ci, -1)
-            gw = torch.bmm(grad_weight_from.reshape(b, g.co, -1), pixels.transpose(1, 2)).view(b, g.co, 1, 1, g.ci)
-        return gi, gw
-    stride, padding, dilation = g.conv_args()
-    inp_c = _grouped(inp, rows)
-    groups = inp_c.shape[1] // g.ci
-    shape = (groups * g.co, g.ci, g.k, g.k)
-    if grad_input_from is not None and grad_input_from is grad_weight_from:
-        gi, gw, _ = torch.ops.aten.convolution_backward(
-            _grouped(grad_input_from, slice(None)), inp_c, _conv_weight(weight, g), None, stride, padding, dilation,
-            False, [0, 0], groups, [True, True, False])
-    else:
-        if grad_input_from is not None:
-            gi = torch.ops.aten.convolution_backward(
-                _grouped(grad_input_from, slice(None)), inp_c, _conv_weight(weight, g), None, stride, padding,
-                dilation, False, [0, 0], groups, [True, False, False])[0]
-        if grad_weight_from is not None:
-            gw = torch.ops.aten.convolution_backward(
-                _grouped(grad_weight_from, slice(None)), inp_c, inp_c.new_empty(1).expand(shape), None, stride,
-                padding, dilation, False, [0, 0], groups, [False, True, False])[1]
-    if gi is not None:
-        gi = gi.view(groups, g.ci, g.h, g.w)
-    if gw is not None:
-        gw = gw.view(groups, g.co, g.ci, g.k, g.k).permute(0, 1, 3, 4, 2)   # (b, Co, k, k, Ci) view
-    return gi, gw
-
-
-def _conv_dtype(x):
-    device = x.device.type
-    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
-
-
 def _conv_input(x, in_att, g, dtype):
     inp = x if g.fold else x * in_att.to(x.dtype)[:, :, None, None]
     return inp.to(dtype)
-
-
-def _grouped(t, rows):
-    """(B, C, H, W)[rows] as the (1, b·C, H, W) input of a conv with groups = b."""
-    t = t[rows]
-    return t.reshape(1, -1, *t.shape[2:])
 
 
 class _FDConvFunction(torch.autograd.Function):
@@ -251,7 +164,7 @@ class _FDConvFunction(torch.autograd.Function):
     def forward(ctx, x, spectrum, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias, band_index,
                 scale, stride, padding, dilation, fold, triton):
         g = _Geometry(x, spectrum, out_att, stride, padding, dilation, fold)
-        dtype = _conv_dtype(x)
+        dtype = conv_dtype(x)
         saved_tiles = []
         with torch.autocast(x.device.type, enabled=False):
             kernels = _Kernels(spectrum, band_index, 2 * scale, kernel_att, local_feat, local_weight, pos_att, in_att,
@@ -262,7 +175,7 @@ class _FDConvFunction(torch.autograd.Function):
             for rows in g.chunks:
                 tiles = shared if shared is not None else kernels.tiles(rows)
                 weight = kernels.weight(tiles, kernels.sigma_or_none(rows), rows, dtype, in_place=True)
-                outputs.append(_conv_forward(inp, weight, rows, g))
+                outputs.append(per_sample_conv_forward(inp, weight, rows, g))
                 if g.save_tiles and shared is None:
                     saved_tiles.append(tiles)
                 del weight, tiles
@@ -326,7 +239,7 @@ def _backward(grad_y, x, spectrum, kernel_att, local_feat, local_weight, pos_att
         weight = kernels.weight(tiles, sigma, rows, dtype) if need_input else None
         grad_rows = grad_y[rows]
         grad_conv_rows = grad_rows if g.fold else grad_conv[rows]
-        gi, gw = _conv_backward(inp, rows, weight, grad_conv_rows if need_input else None,
+        gi, gw = per_sample_conv_backward(inp, rows, weight, grad_conv_rows if need_input else None,
                                 grad_rows if need_weight else None, g)
         del weight
         if gi is not None:
