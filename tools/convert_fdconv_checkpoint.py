@@ -3,6 +3,11 @@
     python tools/convert_fdconv_checkpoint.py SRC DST [--layout auto|torchvision|mmpretrain|openmmlab]
         [--kernel-num 64] [--dynamic-min-channels 16] [--dynamic-kernel-sizes 1 3] [--allow-pickle]
 
+A checkpoint of the authors' FDConv release (``--layout release``, detected from its ``dft_weight`` keys; a
+detector or a backbone) is converted layer by layer into our parameter names instead, every prefix kept, so that
+the result loads into the matching mmdynconv model (FDConv with ``band_order='release'``, the default; loading the
+release checkpoint directly converts it the same way on the fly).
+
 Source layouts: ``torchvision`` (``conv1``/``bn1``/``layerN``/``fc``; also mmdet's ``ResNet`` layout),
 ``openmmlab`` (mmdet/mmseg deep-stem ``stem.0``…, e.g. ``open-mmlab://resnet50_v1c``) and ``mmpretrain``
 (``backbone.``-prefixed, deep stem as ``stem.j.conv``/``stem.j.bn``, ``head.*``). Every bottleneck conv1/conv2/conv3
@@ -23,6 +28,7 @@ from importlib.util import find_spec
 
 import torch
 
+from mmdynconv.layers.fdconv_release import RELEASE_MARKER, convert_release_checkpoint
 from mmdynconv.ops.fdconv_spectrum import weight_to_spectrum
 
 DEPTHS = {(3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}
@@ -47,6 +53,8 @@ def load_state_dict(path, allow_pickle):
 
 
 def detect_layout(keys):
+    if any(k.endswith(RELEASE_MARKER) for k in keys):
+        return 'release'
     if any(k.startswith('backbone.') for k in keys):
         return 'mmpretrain'
     if any(k.startswith('stem.') for k in keys):
@@ -125,9 +133,10 @@ def build_target(arch, fdconv_cfg):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='ResNet checkpoint (torchvision, openmmlab or mmpretrain layout)')
+    parser.add_argument('src', help='ResNet checkpoint (torchvision, openmmlab or mmpretrain layout) or an FDConv '
+                        'release checkpoint')
     parser.add_argument('dst', help='output checkpoint for FDConvResNet / FDConvResNetV1c')
-    parser.add_argument('--layout', choices=['auto', 'torchvision', 'openmmlab', 'mmpretrain'], default='auto')
+    parser.add_argument('--layout', choices=['auto', 'torchvision', 'openmmlab', 'mmpretrain', 'release'], default='auto')
     parser.add_argument('--kernel-num', type=int, default=64, help='FDConv kernel_num of the target (default 64)')
     parser.add_argument('--dynamic-min-channels', type=int, default=16,
                         help='FDConv fallback rule: dynamic only if min(Ci, Co) exceeds this (default 16)')
@@ -139,6 +148,8 @@ def main(argv=None):
 
     source = load_state_dict(args.src, args.allow_pickle)
     layout = detect_layout(source) if args.layout == 'auto' else args.layout
+    if layout == 'release':
+        return convert_release(source, args.src, args.dst)
     backbone, skipped = to_backbone_keys(source, layout)
     converted_state, converted, kept = convert(backbone, args.dynamic_min_channels, tuple(args.dynamic_kernel_sizes))
     copied = [k for k in converted_state if not k.endswith('.spectrum')]
@@ -167,6 +178,21 @@ def main(argv=None):
     torch.save(dict(state_dict=converted_state, meta=meta), args.dst)
     print(f'wrote {args.dst} ({arch["depth"]} layers, base width {arch["base_channels"]})')
     return 1 if problems else 0
+
+
+def convert_release(source, src, dst):
+    """The authors' checkpoint -> ours, every FDConv layer renamed in place; exit status 1 on any problem."""
+    state, prefixes, errors = convert_release_checkpoint(source)
+    print(f'source layout: release; {len(source)} tensors')
+    print(f'converted: {len(prefixes)} release FDConv layers (band_order=release)')
+    for error in errors:
+        print(f'problem:   {error}')
+    if not prefixes:
+        print('problem:   no dft_weight key found')
+    meta = dict(source=src, layout='release', band_order='release', converted=len(prefixes))
+    torch.save(dict(state_dict=state, meta=meta), dst)
+    print(f'wrote {dst}')
+    return 1 if errors or not prefixes else 0
 
 
 def _short(keys, limit=6):

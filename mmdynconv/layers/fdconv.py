@@ -6,7 +6,10 @@ from torch import nn
 
 from ..ops.fdconv_dynamic import fdconv_dynamic_conv
 from ..ops.fdconv_reference import fdconv_reference
-from ..ops.fdconv_spectrum import fourier_band_index, spectrum_scale, spectrum_to_weight, weight_to_spectrum
+from ..ops.fdconv_fbm import MASK_MODES
+from ..ops.fdconv_spectrum import (BAND_ORDERS, fourier_band_index, spectrum_scale, spectrum_to_weight,
+                                   weight_to_spectrum)
+from .fdconv_release import convert_release_layer, is_release_layout
 from .frequency_band_modulation import FrequencyBandModulation
 from .kernel_spatial_modulation import KernelSpatialModulationGlobal, KernelSpatialModulationLocal
 
@@ -53,18 +56,27 @@ class FDConv(nn.Module):
         use_fbm: apply FBM to the input; None (default) means "on 3×3 layers" (the published placement).
         dynamic_min_channels, dynamic_kernel_sizes: the fallback rule above.
         reduction, min_attention_channels: KSM global trunk width max(⌊Ci/reduction⌋, min_attention_channels).
-        local_kernel_size: κ of the KSM local 1-D conv; None = 5 for Ci ≤ 512 else 7.
+        local_kernel_size: κ of the KSM local 1-D conv; None = the release's rule (3 for Ci < 64, 5 below 1024,
+            7 above).
+        band_order: how coefficients are sorted into bands: ``'release'`` (default; the authors' order, needed to
+            reproduce their checkpoints) or ``'exact'`` (platform-independent exact integer order), see
+            :func:`mmdynconv.ops.fourier_band_index`.
+        fbm_mask_mode: FBM's band masks: ``'release'`` (default; the authors' size-dependent masks) or
+            ``'symmetric'`` (square masks at every size), see :mod:`mmdynconv.ops.fdconv_fbm`.
         fold_channel_attention: None (choose per call by cost), True (fold α_in/α_out into W_b) or False (apply
             them to the activations).
 
     Loading a plain conv state dict (``weight`` of shape (Co, Ci, k, k)) into a dynamic layer converts it to
     ``spectrum``; a freshly initialised layer loaded that way reproduces the conv (attentions start at 1, π at
     1/n, up to the heads' N(0, 1e-6) weights). Loading a ``spectrum`` into a fallback layer converts it back.
+    A state dict in the authors' layout (``dft_weight``, ``KSM_Global.*``, ``KSM_Local.*``, ``FBM.*``) is converted
+    while it loads (:mod:`mmdynconv.layers.fdconv_release`); it needs ``band_order='release'``.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
                  kernel_num=64, use_fbm=None, dynamic_min_channels=16, dynamic_kernel_sizes=(1, 3), reduction=16,
-                 min_attention_channels=16, local_kernel_size=None, fold_channel_attention=None):
+                 min_attention_channels=16, local_kernel_size=None, fold_channel_attention=None, band_order='release',
+                 fbm_mask_mode='release'):
         super().__init__()
         self.in_channels = _int('in_channels', in_channels, 1)
         self.out_channels = _int('out_channels', out_channels, 1)
@@ -86,6 +98,11 @@ class FDConv(nn.Module):
             raise TypeError(f'FDConv: dynamic_kernel_sizes must be a tuple of ints >= 1, '
                             f'got {dynamic_kernel_sizes!r}')
         self.fold_channel_attention = _optional_bool('fold_channel_attention', fold_channel_attention)
+        if band_order not in BAND_ORDERS:
+            raise ValueError(f'FDConv: band_order must be one of {BAND_ORDERS}, got {band_order!r}')
+        if fbm_mask_mode not in MASK_MODES:
+            raise ValueError(f'FDConv: fbm_mask_mode must be one of {MASK_MODES}, got {fbm_mask_mode!r}')
+        self.band_order = band_order
         ci, co, k = self.in_channels, self.out_channels, self.kernel_size
         self.dynamic = min(ci, co) > dynamic_min_channels and k in tuple(dynamic_kernel_sizes)
         if ci % self.groups or co % self.groups:
@@ -107,12 +124,12 @@ class FDConv(nn.Module):
             raise ValueError(f'FDConv: local_kernel_size must be odd, got {local_kernel_size}')
         self.use_fbm = k == 3 if use_fbm is None else use_fbm
         self.scale = spectrum_scale(ci, co) * self.kernel_num
-        self.register_buffer('band_index', fourier_band_index(co * k, ci * k, self.kernel_num), persistent=False)
+        self.register_buffer('band_index', fourier_band_index(co * k, ci * k, self.kernel_num, band_order), persistent=False)
         self.spectrum = nn.Parameter(torch.empty(co * k, ci * k // 2 + 1, 2))
         self.bias = nn.Parameter(torch.empty(co)) if bias else None
         self.ksm_global = KernelSpatialModulationGlobal(ci, co, k, self.kernel_num, reduction, min_attention_channels)
         self.ksm_local = KernelSpatialModulationLocal(ci, co, k, local_kernel_size)
-        self.fbm = FrequencyBandModulation(ci) if self.use_fbm else None
+        self.fbm = FrequencyBandModulation(ci, mask_mode=fbm_mask_mode) if self.use_fbm else None
         self.init_weights()
 
     def init_weights(self):
@@ -179,10 +196,17 @@ class FDConv(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        """Convert a plain conv ``weight`` into ``spectrum`` (dynamic layer), or a ``spectrum`` into ``weight``."""
+        """Convert a release-layout layer, a plain conv ``weight`` into ``spectrum`` (dynamic layer), or a
+        ``spectrum`` into ``weight`` (fallback layer)."""
         weight_key, spectrum_key = prefix + 'weight', prefix + 'spectrum'
         co, ci, k = self.out_channels, self.in_channels, self.kernel_size
-        if self.dynamic and weight_key in state_dict and spectrum_key not in state_dict:
+        if self.dynamic and is_release_layout(state_dict, prefix):
+            if self.band_order != 'release':
+                error_msgs.append(f"{prefix}dft_weight: a release FDConv checkpoint needs band_order='release', "
+                                  f'this layer has {self.band_order!r}')
+            num_maps = len(self.fbm.cutoffs) if self.fbm is not None else 0
+            error_msgs.extend(convert_release_layer(state_dict, prefix, num_maps))
+        elif self.dynamic and weight_key in state_dict and spectrum_key not in state_dict:
             weight = state_dict.pop(weight_key)
             if tuple(weight.shape) != (co, ci, k, k):
                 error_msgs.append(f'size mismatch for {weight_key}: converting a conv weight of shape '
@@ -206,5 +230,5 @@ class FDConv(nn.Module):
              f'padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}')
         if not self.dynamic:
             return s + f', groups={self.groups}, dynamic=False'
-        return s + f', kernel_num={self.kernel_num}, fbm={self.use_fbm}'
+        return s + f', kernel_num={self.kernel_num}, fbm={self.use_fbm}, band_order={self.band_order!r}'
 

@@ -4,6 +4,8 @@ Both branches read the pooled input g (B, Ci). Parameters are held directly (no 
 submodules), so model-wide initialisers such as mmdet's ``Kaiming(layer='Conv2d')`` leave the identity
 initialisation alone.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -87,8 +89,11 @@ class KernelSpatialModulationGlobal(nn.Module):
 
 
 def default_local_kernel_size(in_channels):
-    """κ of the local branch's 1-D conv: 5 for Ci ≤ 512, 7 above."""
-    return 5 if in_channels <= 512 else 7
+    """κ of the local branch's 1-D conv, the release's ECA rule ``round(log2(Ci)/2 + 0.5) // 2 · 2 + 1``.
+
+    3 for 4 ≤ Ci ≤ 63, 5 for 64 ≤ Ci ≤ 1023, 7 for 1024 ≤ Ci ≤ 16383 (Python's round, half to even).
+    """
+    return round(math.log2(in_channels) / 2 + 0.5) // 2 * 2 + 1
 
 
 class KernelSpatialModulationLocal(nn.Module):

@@ -1,60 +1,164 @@
 """Frequency Band Modulation (SPEC §2.3), lean: ``x' = Σ_m A_m ⊙ B_m + low``.
 
-Bands of x come from nested square (Chebyshev) low-passes L_c of ``rfft2(x, norm='ortho')``: a coefficient passes
-L_c when max(|fr|, |fc|) ≤ c (cycles/pixel). With cut-offs c_1 > c_2 > … > c_M: B_1 = x − L_1, B_m = L_{m−1} − L_m,
-low = L_M. The mask is symmetric under f → −f, so every L_c is real (the release boxes fftshift indices, which is
-one coefficient asymmetric on even sizes, and keeps the real part).
+Bands of x come from nested low-pass masks L_m of ``rfft2(x, norm='ortho')`` at cut-offs c_1 > c_2 > … > c_M
+(cycles/pixel): B_1 = x − L_1, B_m = L_{m−1} − L_m, low = L_M. Two mask definitions (``mask_mode``):
 
-A square mask is separable, so L_c(x) = P_H x P_W with P_N = U_N U_Nᵀ the orthogonal projection onto the real
-Fourier basis U_N (N × (2K+1): the constant, √(2/N)·cos and √(2/N)·sin of frequencies k/N ≤ c, k = 1…K). Ordered by
-frequency, the bases of all cut-offs are prefixes of the widest one. The lean path therefore computes the
-coefficients Y = U_Hᵀ x U_W of the widest band once (two GEMMs, a quarter of x's size, the only thing saved for
-backward besides the inputs) and rebuilds each L_m from a sub-block of Y — exactly the FFT-mask operator, with
-GEMMs instead of 1 + M full-size FFTs. Written as ``x' = A_1 x + Σ_m (A_{m+1} − A_m) L_m`` (A_{M+1} = 1); L_c is
-self-adjoint, which gives the input gradient: the M weighted gradients are projected onto their bands, their
-coefficient blocks added (nested, zero-padded to the widest) and rebuilt once. All of it runs in fp32, also under
-autocast; the result has x's dtype.
+- ``'release'`` (default, what produced the published numbers): the authors' masks. They are built once on a 64×64
+  frequency grid in fp32 — a coefficient passes when max(|fr|, |fc|) < c + 1e-8, which in fp32 makes 1/4 exclusive
+  and 1/8, 1/16 inclusive — and nearest-resized to each input's (H, ⌊W/2⌋+1) frequency grid. They are therefore
+  size-dependent, and at sizes such as 14, 28, 56 or 100 not symmetric under f_r → −f_r.
+- ``'symmetric'``: max(|fr|, |fc|) ≤ c on the input's own grid — symmetric squares, the same cut-off at every size.
+
+Both are separable: mask = r ⊗ c with a row mask r over the H fft rows and a column mask c over the rfft columns. In
+the real Fourier basis U_N (N × …: the constant, √(2/N)·cos and √(2/N)·sin of k/N, and cos π·t at Nyquist) the
+operator ``irfft2(mask · rfft2(x))`` is, on the coefficients Y = U_Hᵀ x U_W,
+
+    Y ↦ (s ⊗ c) ⊙ Y + T Y Qᵀ
+
+where s_k = (r_k + r_{−k})/2 per row frequency, T rotates each (cos_k, sin_k) row pair with weight
+a_k = (r_k − r_{−k})/2 (the asymmetric part of the row mask), and Q rotates each (cos_j, sin_j) column pair where
+c_j = 1. For symmetric masks T = 0. The operator is self-adjoint, which gives the input gradient.
+
+The lean path therefore computes the coefficients of the widest band once (two GEMMs, a fraction of x's size, the
+only thing saved for backward besides the inputs), applies each band's small coefficient map to a sub-block and
+rebuilds — exactly the FFT-mask operator, with GEMMs instead of 1 + M full-size FFTs. Written as
+``x' = A_1 x + Σ_m (A_{m+1} − A_m) L_m x`` (A_{M+1} = 1); the input gradient projects the M weighted gradients, maps
+and adds their coefficient blocks, and rebuilds once. All of it runs in fp32, also under autocast; the result has
+x's dtype.
 """
 import functools
 import math
 
 import torch
+import torch.nn.functional as F
 
 CUTOFFS = (1 / 4, 1 / 8, 1 / 16)
+MASK_MODES = ('release', 'symmetric')
+RELEASE_GRID = 64          # the release builds its masks on a 64×64 frequency grid
+RELEASE_EPSILON = 1e-8     # … with a `< cutoff + 1e-8` test in fp32
 
 
-def _max_frequency(n, cutoff):
-    """Largest integer k < n/2 with k/n ≤ cutoff (cutoff < 1/2)."""
-    return min(math.floor(cutoff * n), (n - 1) // 2)
+@functools.lru_cache(maxsize=16)
+def _release_grid_masks(cutoffs):
+    """(M, 64, 33) float32 masks on the release's grid: max(|fftfreq(64)|, |rfftfreq(64)|) < c + 1e-8 in fp32."""
+    fr = torch.fft.fftfreq(RELEASE_GRID, dtype=torch.float32).abs()
+    fc = torch.fft.rfftfreq(RELEASE_GRID, dtype=torch.float32)
+    radius = torch.maximum(fr[:, None], fc[None, :])
+    thresholds = [torch.tensor(c + RELEASE_EPSILON, dtype=torch.float32) for c in cutoffs]
+    return torch.stack([radius < t for t in thresholds]).float()
 
 
-def lowpass_masks(height: int, width: int, cutoffs=CUTOFFS, device=None) -> torch.Tensor:
-    """Float32 (M, H, ⌊W/2⌋+1) masks of the rfft2 coefficients passing each cut-off (max(|fr|, |fc|) ≤ c)."""
-    index_h = torch.arange(height, device=device)
+def _symmetric_masks(height, width, cutoffs):
+    index_h = torch.arange(height)
     kr = torch.minimum(index_h, height - index_h)  # |signed frequency index|
-    kc = torch.arange(width // 2 + 1, device=device)
-    masks = [(kr[:, None] <= _max_frequency(height, c)) & (kc[None, :] <= _max_frequency(width, c)) for c in cutoffs]
+    kc = torch.arange(width // 2 + 1)
+    masks = [(kr[:, None] <= math.floor(c * height)) & (kc[None, :] <= math.floor(c * width)) for c in cutoffs]
     return torch.stack(masks).float()
 
 
 @functools.lru_cache(maxsize=256)
-def fourier_basis(n: int, cutoff: float, device=None) -> torch.Tensor:
-    """Orthonormal real Fourier basis (n, 2K+1) of the frequencies k/n ≤ cutoff, ordered DC, cos 1, sin 1, cos 2, …
+def _masks(height, width, cutoffs, mask_mode):
+    if mask_mode == 'symmetric':
+        return _symmetric_masks(height, width, cutoffs)
+    grid = _release_grid_masks(cutoffs)
+    return F.interpolate(grid[None], size=(height, width // 2 + 1), mode='nearest')[0]
 
-    Cached per (n, cutoff, device); treat the result as read-only.
-    """
+
+def lowpass_masks(height: int, width: int, cutoffs=CUTOFFS, mask_mode: str = 'release', device=None) -> torch.Tensor:
+    """Float32 (M, H, ⌊W/2⌋+1) 0/1 masks of the rfft2 coefficients that pass each cut-off (see module docstring)."""
+    _check_mask_mode(mask_mode, 'lowpass_masks')
+    return _masks(int(height), int(width), tuple(float(c) for c in cutoffs), mask_mode).to(device)
+
+
+@functools.lru_cache(maxsize=256)
+def fourier_basis(n: int, max_frequency: int, device=None) -> torch.Tensor:
+    """Orthonormal real Fourier basis (n, ·) of the frequencies 0…max_frequency (≤ n/2), ordered DC, cos 1, sin 1,
+    cos 2, …; at Nyquist (max_frequency = n/2, n even) only the cosine. Cached; treat the result as read-only."""
     t = torch.arange(n, dtype=torch.float64)
     columns = [torch.full((n,), 1 / math.sqrt(n), dtype=torch.float64)]
-    for k in range(1, _max_frequency(n, cutoff) + 1):
+    for k in range(1, max_frequency + 1):
         angle = 2 * math.pi * k * t / n
-        columns += [angle.cos() * math.sqrt(2 / n), angle.sin() * math.sqrt(2 / n)]
+        if 2 * k == n:
+            columns.append(angle.cos() / math.sqrt(n))
+        else:
+            columns += [angle.cos() * math.sqrt(2 / n), angle.sin() * math.sqrt(2 / n)]
     return torch.stack(columns, 1).float().to(device)
 
 
-def _bases(x, cutoffs):
-    h, w = x.shape[-2:]
-    sizes = [(2 * _max_frequency(h, c) + 1, 2 * _max_frequency(w, c) + 1) for c in cutoffs]
-    return fourier_basis(h, cutoffs[0], x.device), fourier_basis(w, cutoffs[0], x.device), sizes
+def _basis_width(n, max_frequency):
+    return 2 * max_frequency + 1 - (1 if 2 * max_frequency == n and n > 0 else 0)
+
+
+def _row_weights(r, n, kmax):
+    """Per basis function of U_n up to kmax: symmetric weight s, rotation partner index and rotation weight t."""
+    width = _basis_width(n, kmax)
+    s, t, partner = torch.zeros(width), torch.zeros(width), torch.arange(width)
+    s[0] = r[0]
+    for k in range(1, kmax + 1):
+        if 2 * k == n:
+            s[width - 1] = r[k]
+            continue
+        cos, sin = 2 * k - 1, 2 * k
+        p, q = float(r[k]), float(r[n - k])
+        s[cos] = s[sin] = (p + q) / 2
+        t[cos], t[sin] = -(p - q) / 2, (p - q) / 2
+        partner[cos], partner[sin] = sin, cos
+    return s, t, partner
+
+
+def _col_weights(c, n, kmax):
+    """Per basis function of U_n up to kmax: column mask weight and the signed rotation of Q."""
+    width = _basis_width(n, kmax)
+    w, q, partner = torch.zeros(width), torch.zeros(width), torch.arange(width)
+    w[0] = c[0]
+    for k in range(1, kmax + 1):
+        if 2 * k == n:
+            w[width - 1] = c[k]
+            continue
+        cos, sin = 2 * k - 1, 2 * k
+        w[cos] = w[sin] = c[k]
+        q[cos], q[sin] = c[k], -c[k]
+        partner[cos], partner[sin] = sin, cos
+    return w, q, partner
+
+
+def _max_frequency(mask_1d, n, rows):
+    """Largest frequency index with a passing coefficient (rows: fft layout, both signs; cols: rfft layout)."""
+    ks = [k for k in range(n // 2 + 1) if mask_1d[k] or (rows and mask_1d[(n - k) % n])]
+    return max(ks)
+
+
+class _Band:
+    """One band's coefficient map on the (a, b) sub-block: Y ↦ (s ⊗ w) ⊙ Y + (t ⊗ q) ⊙ Y[partner_r][:, partner_c]."""
+
+    def __init__(self, mask, h, w, device):
+        r, c = mask[:, 0], mask[0, :]
+        if not torch.equal(r[:, None] * c[None, :], mask):
+            raise AssertionError('FBM masks must be separable')  # true of both mask modes by construction
+        kh, kw = _max_frequency(r, h, True), _max_frequency(c, w, False)
+        self.size = (_basis_width(h, kh), _basis_width(w, kw))
+        s, t, self.partner_r = _row_weights(r, h, kh)
+        wc, q, self.partner_c = _col_weights(c, w, kw)
+        self.scale = None if bool((s == 1).all() and (wc == 1).all()) else (s[:, None] * wc[None, :]).to(device)
+        self.rotation = None if bool((t == 0).all()) else (t[:, None] * q[None, :]).to(device)
+        self.partner_r, self.partner_c = self.partner_r.to(device), self.partner_c.to(device)
+
+    def apply(self, y):
+        """The band's map on coefficients y (…, a, b) -> (…, a, b) (y itself when the map is the identity)."""
+        out = y if self.scale is None else y * self.scale
+        if self.rotation is not None:
+            out = out + y.index_select(-2, self.partner_r).index_select(-1, self.partner_c) * self.rotation
+        return out
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(h, w, cutoffs, mask_mode, device):
+    """Row and column bases of the widest band and every band's coefficient map, cached per size and device."""
+    masks = _masks(h, w, cutoffs, mask_mode)
+    bands = [_Band(m, h, w, device) for m in masks]
+    kh = max(_max_frequency(m[:, 0], h, True) for m in masks)
+    kw = max(_max_frequency(m[0, :], w, False) for m in masks)
+    return fourier_basis(h, kh, device), fourier_basis(w, kw, device), bands
 
 
 def _project(x, u_h, u_w):
@@ -63,12 +167,17 @@ def _project(x, u_h, u_w):
 
 
 def _rebuild(coefficients, u_h, u_w, size):
-    """U_H[:, :a] · Y[:a, :b] · U_W[:, :b]ᵀ for the band of sub-block size (a, b): (…, H, W).
+    """U_H[:, :a] · Y[:a, :b] · U_W[:, :b]ᵀ for a sub-block of size (a, b): (…, H, W).
 
     The small product U_H·Y comes first, so that the full-size output is one GEMM over all images and rows.
     """
     a, b = size
     return (u_h[:, :a] @ coefficients[..., :a, :b]) @ u_w[:, :b].t()
+
+
+def _lowpass(coefficients, u_h, u_w, band):
+    a, b = band.size
+    return _rebuild(band.apply(coefficients[..., :a, :b]), u_h, u_w, band.size)
 
 
 def _weights(att32, m):
@@ -80,16 +189,16 @@ def _weights(att32, m):
 class _FrequencyBandMix(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, x, att, cutoffs):
+    def forward(ctx, x, att, cutoffs, mask_mode):
         with torch.autocast(x.device.type, enabled=False):
             x32, att32 = x.float(), att.float()
-            u_h, u_w, sizes = _bases(x32, cutoffs)
+            u_h, u_w, bands = _plan(*x.shape[-2:], cutoffs, mask_mode, x.device)
             coefficients = _project(x32, u_h, u_w)
             out = x32 * att32[:, :1]
-            for m, size in enumerate(sizes):
-                out.addcmul_(_rebuild(coefficients, u_h, u_w, size), _weights(att32, m))
+            for m, band in enumerate(bands):
+                out.addcmul_(_lowpass(coefficients, u_h, u_w, band), _weights(att32, m))
         ctx.save_for_backward(x, att, coefficients)
-        ctx.cutoffs = cutoffs
+        ctx.plan = (cutoffs, mask_mode)
         return out.to(x.dtype)
 
     @staticmethod
@@ -98,47 +207,52 @@ class _FrequencyBandMix(torch.autograd.Function):
         grad_x = grad_att = None
         with torch.autocast(x.device.type, enabled=False):
             grad, att32 = grad.float(), att.float()
-            u_h, u_w, sizes = _bases(grad, ctx.cutoffs)
+            u_h, u_w, bands = _plan(*x.shape[-2:], *ctx.plan, x.device)
             if ctx.needs_input_grad[1]:
                 grad_att = torch.empty_like(att32)
                 previous = x.float()
-                for m, size in enumerate(sizes):
-                    low = _rebuild(coefficients, u_h, u_w, size)
+                for m, band in enumerate(bands):
+                    low = _lowpass(coefficients, u_h, u_w, band)
                     grad_att[:, m] = (previous - low).mul_(grad).sum(1)
                     previous = low
                 grad_att = grad_att.to(att.dtype)
             if ctx.needs_input_grad[0]:
-                # Σ_m L_m(grad·w_m): project each weighted gradient onto its band, add the coefficient blocks
-                # (zero-padded to the widest band) and rebuild once
-                total = None
-                for m, (a, b) in enumerate(sizes):
+                # Σ_m L_m(grad·w_m) (L_m is self-adjoint): project each weighted gradient onto its band, map and add
+                # the coefficient blocks (zero-padded to the widest band) and rebuild once
+                total = grad.new_zeros(*grad.shape[:-2], u_h.shape[1], u_w.shape[1])
+                for m, band in enumerate(bands):
+                    a, b = band.size
                     block = _project(grad * _weights(att32, m), u_h[:, :a], u_w[:, :b])
-                    if total is None:
-                        total = block
-                    else:
-                        total[..., :a, :b] += block
-                grad_x = _rebuild(total, u_h, u_w, sizes[0])
+                    total[..., :a, :b] += band.apply(block)
+                grad_x = _rebuild(total, u_h, u_w, total.shape[-2:])
                 grad_x.addcmul_(grad, att32[:, :1])
                 grad_x = grad_x.to(x.dtype)
-        return grad_x, grad_att, None
+        return grad_x, grad_att, None, None
 
 
-def frequency_band_mix(x: torch.Tensor, att: torch.Tensor, cutoffs=CUTOFFS) -> torch.Tensor:
+def frequency_band_mix(x: torch.Tensor, att: torch.Tensor, cutoffs=CUTOFFS, mask_mode: str = 'release'
+                       ) -> torch.Tensor:
     """Re-weight the frequency bands of x per pixel: ``Σ_m att[:, m] ⊙ B_m(x) + low(x)``.
 
     Args:
         x: (B, C, H, W) floating.
         att: (B, M, H, W) band modulation maps, M = len(cutoffs) (1 everywhere = identity).
         cutoffs: strictly decreasing low-pass cut-offs in cycles/pixel, each in (0, 1/2).
+        mask_mode: ``'release'`` (the authors' size-dependent masks) or ``'symmetric'`` (see the module docstring).
 
     Returns:
         (B, C, H, W) in x's dtype.
     """
-    _check(x, att, cutoffs)
-    return _FrequencyBandMix.apply(x, att, tuple(float(c) for c in cutoffs))
+    _check(x, att, cutoffs, mask_mode)
+    return _FrequencyBandMix.apply(x, att, tuple(float(c) for c in cutoffs), mask_mode)
 
 
-def _check(x, att, cutoffs):
+def _check_mask_mode(mask_mode, op):
+    if mask_mode not in MASK_MODES:
+        raise ValueError(f"{op}: mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
+
+
+def _check(x, att, cutoffs, mask_mode):
     for name, t in (('x', x), ('att', att)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f'frequency_band_mix: {name} must be a torch.Tensor, got {type(t).__name__}')
@@ -147,6 +261,7 @@ def _check(x, att, cutoffs):
                              f'shape {tuple(t.shape)}')
     if not cutoffs or any(not 0 < c < 0.5 for c in cutoffs) or any(a <= b for a, b in zip(cutoffs, cutoffs[1:])):
         raise ValueError(f'frequency_band_mix: cutoffs must be strictly decreasing values in (0, 0.5), got {cutoffs}')
+    _check_mask_mode(mask_mode, 'frequency_band_mix')
     b, _, h, w = x.shape
     if tuple(att.shape) != (b, len(cutoffs), h, w):
         raise ValueError(f'frequency_band_mix: att must have shape (B, M, H, W) = {(b, len(cutoffs), h, w)}, '

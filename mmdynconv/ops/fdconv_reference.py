@@ -64,11 +64,12 @@ def fdconv_reference(x, spectrum, band_index, scale, kernel_att, local_feat, loc
     return y if bias is None else y + bias.view(1, co, 1, 1).to(y.dtype)
 
 
-def frequency_band_mix_reference(x, att, cutoffs=CUTOFFS):
-    """``Σ_m att[:, m] ⊙ B_m(x) + low(x)`` with the bands computed explicitly (fp32 FFTs, result in x's dtype)."""
+def frequency_band_mix_reference(x, att, cutoffs=CUTOFFS, mask_mode='release'):
+    """``Σ_m att[:, m] ⊙ B_m(x) + low(x)`` with the bands computed explicitly by masked fp32 FFTs, as the release
+    does (result in x's dtype). Arguments as :func:`mmdynconv.ops.frequency_band_mix`."""
     x32 = x.float()
     spectrum = torch.fft.rfft2(x32, norm='ortho')
-    masks = lowpass_masks(*x.shape[-2:], cutoffs, x.device)
+    masks = lowpass_masks(*x.shape[-2:], cutoffs, mask_mode, x.device)
     lows = [torch.fft.irfft2(spectrum * mask, s=x.shape[-2:], norm='ortho') for mask in masks]
     highs = [x32] + lows[:-1]
     bands = [high - low for high, low in zip(highs, lows)]

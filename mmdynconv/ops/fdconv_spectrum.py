@@ -3,9 +3,8 @@
 A weight ``W`` (Co, Ci, k, k) is tiled into ``M`` (Co·k, Ci·k) with ``M[o·k+u, i·k+v] = W[o, i, u, v]``; the
 parameter is ``rfft2(M) / s`` stored as real and imaginary parts, (Co·k, ⌊Ci·k/2⌋+1, 2), with
 ``s = spectrum_scale(Ci, Co)``. Coefficient (r, c) has radial frequency √(fr² + fc²) (fr = fftfreq(Co·k)[r],
-fc = rfftfreq(Ci·k)[c]); sorted by it (stable, exact integer keys) the N coefficients are cut into ``kernel_num``
-contiguous bands, lowest first: sorted position p belongs to band ⌊p·n/N⌋ (equal sizes when n divides N, sizes
-differing by at most one otherwise).
+fc = rfftfreq(Ci·k)[c]); sorted by it (the release's fp32 order, or an exact integer order: see
+:func:`fourier_band_index`) the N coefficients are cut into ``kernel_num`` contiguous bands, lowest first.
 """
 import functools
 
@@ -56,22 +55,49 @@ def _signed_frequency_index(n: int) -> torch.Tensor:
     return torch.where(index < (n + 1) // 2, index, index - n)
 
 
+BAND_ORDERS = ('release', 'exact')
+
+
+def _release_sort_order(rows, cols):
+    """The release's coefficient order: fp32 radii √(fftfreq² + rfftfreq²), PyTorch's default (unstable) CPU sort."""
+    grid = torch.stack(torch.meshgrid(torch.fft.fftfreq(rows), torch.fft.rfftfreq(cols), indexing='ij'), -1)
+    return torch.sort(torch.linalg.vector_norm(grid, dim=-1).flatten()).indices
+
+
+def _exact_sort_order(rows, cols):
+    """Exact integer radial keys (fr² + fc²)·rows²·cols² = kr²·cols² + kc²·rows², stable sort (ties row-major)."""
+    kr = _signed_frequency_index(rows)
+    kc = torch.arange(cols // 2 + 1, dtype=torch.int64)
+    key = (kr.square() * cols * cols)[:, None] + (kc.square() * rows * rows)[None, :]
+    return torch.sort(key.flatten(), stable=True).indices
+
+
 @functools.lru_cache(maxsize=64)
-def fourier_band_index(rows: int, cols: int, kernel_num: int) -> torch.Tensor:
+def fourier_band_index(rows: int, cols: int, kernel_num: int, band_order: str = 'release') -> torch.Tensor:
     """Band of every rfft2 coefficient of a (rows, cols) real matrix: int64 (rows, ⌊cols/2⌋+1) in [0, kernel_num).
 
-    The radial key (fr² + fc²)·rows²·cols² = kr²·cols² + kc²·rows² is an exact integer, so the stable sort (ties
-    by row-major position) gives the same bands on every platform. Cached per shape; treat it as read-only.
+    Coefficients are sorted by radial frequency and sorted position p goes to band ⌊p·n/N⌋ (equal sizes when n
+    divides N, as the release requires; sizes differing by at most one otherwise, where the release fails).
+
+    - ``band_order='release'`` (default): the release's order — fp32 radii sorted by PyTorch's default CPU sort,
+      which is not stable: coefficients with equal fp32 radii are ordered as its introsort leaves them. That is
+      deterministic for a given PyTorch build (the release computes it on the CPU in the layer's constructor, so its
+      checkpoints were trained with this order whatever the training device), and the test suite pins it against
+      band maps recorded by running the release.
+    - ``band_order='exact'``: exact integer keys and a stable sort — the same bands on every platform and version.
+      It differs from ``'release'`` in a few coefficients per layer at tied / nearly tied radii (72–164 of
+      ~10⁴–10⁶ coefficients at n = 64 for ResNet-50 shapes).
+
+    Cached per arguments; treat the result as read-only.
     """
+    if band_order not in BAND_ORDERS:
+        raise ValueError(f'band_order must be one of {BAND_ORDERS}, got {band_order!r}')
     half = cols // 2 + 1
     total = rows * half
     if kernel_num > total:
         raise ValueError(f'kernel_num ({kernel_num}) must not exceed the number of Fourier coefficients '
                          f'({rows}×{half} = {total}) of the tiled ({rows}, {cols}) weight')
-    kr = _signed_frequency_index(rows)
-    kc = torch.arange(half, dtype=torch.int64)
-    key = (kr.square() * cols * cols)[:, None] + (kc.square() * rows * rows)[None, :]
-    order = torch.sort(key.flatten(), stable=True).indices
+    order = (_release_sort_order if band_order == 'release' else _exact_sort_order)(rows, cols)
     band = torch.empty(total, dtype=torch.int64)
     band[order] = torch.arange(total, dtype=torch.int64) * kernel_num // total
     return band.view(rows, half)

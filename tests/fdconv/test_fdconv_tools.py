@@ -83,6 +83,33 @@ def test_converter_reports_problems(tmp_path, capsys):
     assert '1 other backbone keys: layer2.0.bn1.weight' in out and 'unexpected: 1: layer9.extra' in out
 
 
+def test_converter_release_checkpoint(tmp_path, capsys):
+    """A detector checkpoint in the authors' layout: every FDConv layer renamed, every other key kept."""
+    from pathlib import Path
+
+    from mmdynconv.layers import FDConv
+    fixture = torch.load(Path(TESTS) / 'fixtures' / 'fdconv_release_bf7a33d.pt', weights_only=True)
+    record = fixture['layers'][1]  # 3×3, Ci 32 -> Co 64, stride 2, FBM
+    source = {f'backbone.layer2.0.conv2.{k}': v for k, v in record['state_dict'].items()}
+    source['backbone.layer2.0.bn2.weight'] = torch.ones(64)
+    source['neck.lateral_convs.0.conv.weight'] = torch.randn(8, 64, 1, 1)
+    src, dst = tmp_path / 'release.pth', tmp_path / 'ours.pth'
+    torch.save({'state_dict': source, 'meta': {}}, src)
+    code, out = _run(capsys, 'convert_fdconv_checkpoint', str(src), str(dst))
+    assert code == 0 and 'source layout: release' in out and 'converted: 1 release FDConv layers' in out
+    converted = torch.load(dst, weights_only=True)
+    state = converted['state_dict']
+    assert converted['meta']['band_order'] == 'release'
+    assert 'backbone.layer2.0.bn2.weight' in state and 'neck.lateral_convs.0.conv.weight' in state
+    case = record['case']
+    layer = FDConv(case['ci'], case['co'], 3, stride=2, padding=1, kernel_num=case['n']).eval()
+    prefix = 'backbone.layer2.0.conv2.'
+    layer.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    x = torch.randn(2, case['ci'], *case['hw'], generator=torch.Generator().manual_seed(record['x_seed']))
+    expected = record['eval']['y']
+    assert float((layer(x) - expected).abs().max() / expected.abs().max()) < 1e-4
+
+
 def test_frequency_analysis(tmp_path, capsys):
     png = tmp_path / 'freq.png'
     _, out = _run(capsys, 'analyze_fdconv_frequency', '--in-channels', '24', '--out-channels', '32',
