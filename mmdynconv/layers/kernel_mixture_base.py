@@ -1,0 +1,114 @@
+"""Shared base of the kernel-mixture conv layers CondConv, DY-Conv and ODConv: arguments, expert kernels, plain
+checkpoint loading and the call into :func:`mmdynconv.ops.kernel_mixture_conv`."""
+import torch
+from torch import nn
+
+from ..ops.kernel_mixture import kernel_mixture_conv
+
+
+def check_int(layer, name, value, minimum):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f'{layer}: {name} must be an int, got {type(value).__name__} {value!r}')
+    if value < minimum:
+        raise ValueError(f'{layer}: {name} must be >= {minimum}, got {value}')
+    return value
+
+
+def check_pair(layer, name, value, minimum):
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(values) != 2:
+        raise ValueError(f'{layer}: {name} must be an int or a pair of ints, got {value!r}')
+    return tuple(check_int(layer, name, v, minimum) for v in values)
+
+
+def check_positive(layer, name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f'{layer}: {name} must be a number > 0, got {value!r}')
+    return float(value)
+
+
+class KernelMixtureConv(nn.Module):
+    """A conv whose kernel is, per sample, a mixture of ``num_kernels`` expert kernels of shape (Co, Ci/groups, kh, kw).
+
+    Takes what ``mmcv.cnn.build_conv_layer`` passes (``in_channels, out_channels, kernel_size, stride, padding,
+    dilation, groups, bias``, as ``nn.Conv2d``; kernel_size, stride, padding, dilation ints or pairs). Subclasses
+    compute the attentions and call :meth:`mixture_conv`.
+
+    Parameters: ``weight`` (E, Co, Ci/groups, kh, kw); ``bias`` (E, Co) when the layer mixes expert biases
+    (``MIXED_BIAS``), else (Co,); None without bias.
+
+    Plain checkpoints: a state dict holding a plain conv's ``weight`` (Co, Ci/groups, kh, kw) (and ``bias`` (Co,))
+    initialises every expert with it. What the mixed kernel then is depends on the routing (see each layer).
+    """
+
+    NAME = 'KernelMixtureConv'
+    MIXED_BIAS = False
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
+                 num_kernels=4):
+        super().__init__()
+        name = self.NAME
+        self.in_channels = check_int(name, 'in_channels', in_channels, 1)
+        self.out_channels = check_int(name, 'out_channels', out_channels, 1)
+        self.kernel_size = check_pair(name, 'kernel_size', kernel_size, 1)
+        self.stride = check_pair(name, 'stride', stride, 1)
+        self.padding = check_pair(name, 'padding', padding, 0)
+        self.dilation = check_pair(name, 'dilation', dilation, 1)
+        self.groups = check_int(name, 'groups', groups, 1)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f'{name}: groups ({groups}) must divide in_channels ({in_channels}) and out_channels '
+                             f'({out_channels})')
+        if not isinstance(bias, bool):
+            raise TypeError(f'{name}: bias must be a bool, got {bias!r}')
+        self.num_kernels = check_int(name, 'num_kernels', num_kernels, 1)
+        self.weight = nn.Parameter(torch.empty(num_kernels, out_channels, in_channels // groups, *self.kernel_size))
+        if bias:
+            shape = (num_kernels, out_channels) if self.MIXED_BIAS else (out_channels,)
+            self.bias = nn.Parameter(torch.empty(shape))
+        else:
+            self.register_parameter('bias', None)
+
+    def reset_kernels(self):
+        """Every expert Kaiming-normal (fan_out, ReLU) as in OpenMMLab backbones and ODConv; zero bias."""
+        with torch.no_grad():
+            for expert in self.weight:
+                nn.init.kaiming_normal_(expert, mode='fan_out', nonlinearity='relu')
+            if self.bias is not None:
+                self.bias.zero_()
+
+    def check_input(self, x):
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f'{self.NAME}: input must be (B, {self.in_channels}, H, W), got {shape}')
+
+    def mixture_conv(self, x, routing, spatial_att=None, in_att=None, out_att=None):
+        """The conv of x with the per-sample kernels of routing (B, E) and the optional attentions."""
+        bias = self.bias
+        if bias is not None and self.MIXED_BIAS:
+            bias = routing.to(bias.dtype) @ bias                                  # (B, Co)
+        return kernel_mixture_conv(x, self.weight, routing, spatial_att, in_att, out_att, bias, self.stride,
+                                   self.padding, self.dilation, self.groups)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """A plain conv's ``weight`` (Co, Ci/groups, kh, kw) / ``bias`` (Co,) becomes every expert's."""
+        plain = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        key = prefix + 'weight'
+        if key in state_dict and state_dict[key].dim() == 4:
+            weight = state_dict[key]
+            if tuple(weight.shape) != plain:
+                error_msgs.append(f'size mismatch for {key}: a plain conv weight of shape {tuple(weight.shape)} '
+                                  f'cannot initialise {self.NAME} experts of shape {plain}')
+                state_dict.pop(key)
+            else:
+                state_dict[key] = weight.unsqueeze(0).expand(self.num_kernels, *plain).clone()
+        key = prefix + 'bias'
+        if self.MIXED_BIAS and self.bias is not None and key in state_dict and state_dict[key].dim() == 1:
+            state_dict[key] = state_dict[key].unsqueeze(0).expand(self.num_kernels, -1).clone()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def extra_repr(self):
+        return (f'{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, '
+                f'padding={self.padding}, dilation={self.dilation}, groups={self.groups}, '
+                f'bias={self.bias is not None}, num_kernels={self.num_kernels}')

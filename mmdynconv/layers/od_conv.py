@@ -1,0 +1,67 @@
+"""Omni-dimensional dynamic convolution (Li et al., ICLR 2022), registry type ``'ODConv'``."""
+from mmengine.registry import MODELS
+
+from .kernel_mixture_base import KernelMixtureConv, check_int, check_positive
+from .od_conv_attention import ODConvAttention
+
+
+@MODELS.register_module('ODConv')
+class ODConv(KernelMixtureConv):
+    """``W_b = α_out ⊙ α_in ⊙ α_s ⊙ Σ_n α_w,n W_n``: n kernels, attentions along the kernel-number (α_w, softmax),
+    spatial (α_s, k×k), input-channel (α_in) and output-channel (α_out) dimensions (sigmoids), from
+    :class:`~mmdynconv.layers.od_conv_attention.ODConvAttention` (``attention``).
+
+    Applying α_in to the input and α_out to the output, as the authors do, is the same function; here all four are
+    folded into the per-sample kernel of :func:`mmdynconv.ops.kernel_mixture_conv`. Parameter names (``weight``
+    (n, Co, Ci/groups, kh, kw), ``attention.{fc, bn, channel_fc, filter_fc, spatial_fc, kernel_fc}``) are the
+    authors', so their ODConv state dicts load. The bias (off by default, as the authors have none) is static (Co,).
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias: as ``nn.Conv2d``.
+        kernel_num: n (1 or 4 in the paper: "ODConv (1×)" / "(4×)").
+        reduction: attention trunk ratio (1/16 in the paper). min_channels: minimum trunk width (16 in the paper).
+        temperature: τ > 0 dividing every head's logits (the authors anneal it from 30 to 1 on ImageNet and use 1 for
+            detection; :class:`~mmdynconv.layers.TemperatureAnnealHook` anneals it; ``layer.temperature`` sets it).
+
+    Shapes: (B, Ci, H, W) -> (B, Co, Ho, Wo), Ho/Wo as ``nn.Conv2d``.
+
+    Loading a plain conv ``weight`` puts it in every kernel; as α_w sums to 1 the mixed kernel is then
+    ``α_out ⊙ α_in ⊙ α_s ⊙ W`` — the plain conv scaled by the three sigmoid attentions (each in (0, 1), 1/2 at zero
+    logits), not the plain conv itself.
+    """
+
+    NAME = 'ODConv'
+    MIXED_BIAS = False
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=False,
+                 kernel_num=4, reduction=0.0625, min_channels=16, temperature=1.0):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         num_kernels=kernel_num)
+        reduction = check_positive(self.NAME, 'reduction', reduction)
+        min_channels = check_int(self.NAME, 'min_channels', min_channels, 1)
+        self.attention = ODConvAttention(in_channels, out_channels, self.kernel_size, groups, kernel_num, reduction,
+                                         min_channels)
+        self.temperature = check_positive(self.NAME, 'temperature', temperature)
+        self.init_weights()
+
+    @property
+    def temperature(self):
+        return self.attention.temperature
+
+    @temperature.setter
+    def temperature(self, value):
+        self.attention.temperature = value
+
+    def init_weights(self):
+        self.reset_kernels()
+        self.attention.init_weights()
+
+    def forward(self, x):
+        self.check_input(x)
+        in_att, out_att, spatial, kernel = self.attention(x)
+        if kernel is None:
+            kernel = in_att.new_ones(x.shape[0], 1)
+        return self.mixture_conv(x, kernel, spatial, in_att, out_att)
+
+    def extra_repr(self):
+        return f'{super().extra_repr()}, temperature={self.temperature}'

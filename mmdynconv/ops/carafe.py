@@ -1,0 +1,155 @@
+"""CARAFE's content-aware reassembly (Wang et al., ICCV 2019) in pure PyTorch, as the ``torch.library`` custom op
+``mmdynconv::carafe`` with the semantics and argument order of ``mmcv.ops.carafe``.
+
+For output pixel (Y, X) of a ×S upsampling, y = ⌊Y/S⌋, x = ⌊X/S⌋, group g = c // (C/G), r = (k−1)/2:
+
+    out[b, c, Y, X] = Σ_{i,j} mask[b, g·k² + i·k + j, Y, X] · feat[b, c, y + i − r, x + j − r]     (0 outside)
+
+Memory-light: no (B, C·k², S·H, S·W) unfold. The forward loops over the k² taps and accumulates a broadcast
+product of the shifted low-resolution features with that tap's mask into the output; the backward does the same for
+the two gradients. Temporaries are at most one output-sized tensor per tap. Half-precision inputs accumulate in fp32.
+Double backward is not supported.
+"""
+import torch
+import torch.nn.functional as F
+
+NAME = 'carafe'
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def carafe(features, masks, kernel_size, group_size, scale_factor):
+    """Reassemble ``features`` (B, C, H, W) with ``masks`` (B, G·k², S·H, S·W) into (B, C, S·H, S·W).
+
+    Args:
+        features: (B, C, H, W), floating. masks: same dtype and device, normalised or not (CARAFEPack softmaxes
+            them over the k² taps). kernel_size: odd k >= 1. group_size: G, dividing C. scale_factor: integer S >= 1.
+
+    Returns:
+        (B, C, S·H, S·W) in the features' dtype; differentiable in features and masks (first order).
+    """
+    _validate(features, masks, kernel_size, group_size, scale_factor)
+    return _carafe_op(features, masks, kernel_size, group_size, scale_factor)
+
+
+def _int(name, value, minimum):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f'{NAME}: {name} must be an int, got {type(value).__name__} {value!r}')
+    if value < minimum:
+        raise ValueError(f'{NAME}: {name} must be >= {minimum}, got {value}')
+
+
+def _validate(features, masks, kernel_size, group_size, scale_factor):
+    for name, t in (('features', features), ('masks', masks)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 4:
+            raise ValueError(f'{NAME}: {name} must be a 4-D tensor, got '
+                             f'{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}')
+        if t.dtype not in FLOAT_DTYPES:
+            raise TypeError(f'{NAME}: {name} must be a floating tensor, got {t.dtype}')
+    if masks.dtype != features.dtype or masks.device != features.device:
+        raise TypeError(f"{NAME}: masks must have the features' dtype and device ({features.dtype}, "
+                        f'{features.device}), got ({masks.dtype}, {masks.device})')
+    _int('kernel_size', kernel_size, 1)
+    if kernel_size % 2 == 0:
+        raise ValueError(f'{NAME}: kernel_size must be odd, got {kernel_size}')
+    _int('group_size', group_size, 1)
+    _int('scale_factor', scale_factor, 1)
+    b, c, h, w = features.shape
+    if c % group_size:
+        raise ValueError(f'{NAME}: group_size ({group_size}) must divide the {c} feature channels')
+    expected = (b, group_size * kernel_size ** 2, h * scale_factor, w * scale_factor)
+    if tuple(masks.shape) != expected:
+        raise ValueError(f'{NAME}: masks must have shape (B, G·k², S·H, S·W) = {expected}, got {tuple(masks.shape)}')
+
+
+def _views(features, masks, k, group, s):
+    """Padded features viewed (B, G, C/G, H+2r, W+2r) and masks viewed (B, G, k², H, S, W, S), in the accumulation
+    dtype."""
+    b, c, h, w = features.shape
+    acc = torch.promote_types(features.dtype, torch.float32)
+    r = (k - 1) // 2
+    padded = F.pad(features.to(acc), (r, r, r, r)).view(b, group, c // group, h + 2 * r, w + 2 * r)
+    return padded, masks.to(acc).reshape(b, group, k * k, h, s, w, s)
+
+
+def carafe_forward_reference(features, masks, kernel_size, group_size, scale_factor):
+    """The tap loop of the forward: (B, C, S·H, S·W)."""
+    b, c, h, w = features.shape
+    k, s = kernel_size, scale_factor
+    padded, m = _views(features, masks, k, group_size, s)
+    out = padded.new_zeros(b, group_size, c // group_size, h, s, w, s)
+    for t in range(k * k):
+        i, j = divmod(t, k)
+        shifted = padded[:, :, :, i:i + h, j:j + w]                                # (B, G, C/G, H, W)
+        out.addcmul_(shifted[:, :, :, :, None, :, None], m[:, :, t:t + 1])
+    return out.view(b, c, h * s, w * s).to(features.dtype)
+
+
+def carafe_backward_reference(grad, features, masks, kernel_size, group_size, scale_factor, need_features,
+                              need_masks):
+    """Gradients (features or None, masks or None) of :func:`carafe_forward_reference`."""
+    b, c, h, w = features.shape
+    k, s, g = kernel_size, scale_factor, group_size
+    r = (k - 1) // 2
+    padded, m = _views(features, masks, k, g, s)
+    go = grad.to(padded.dtype).reshape(b, g, c // g, h, s, w, s)
+    grad_padded = torch.zeros_like(padded) if need_features else None
+    grad_masks = masks.new_empty(b, g, k * k, h, s, w, s, dtype=padded.dtype) if need_masks else None
+    for t in range(k * k):
+        i, j = divmod(t, k)
+        if need_features:   # Σ over the S×S sub-pixels of grad · mask_t, shifted back
+            grad_padded[:, :, :, i:i + h, j:j + w] += (go * m[:, :, t:t + 1]).sum((4, 6))
+        if need_masks:      # Σ over the group's channels of grad · shifted features
+            shifted = padded[:, :, :, i:i + h, j:j + w]
+            grad_masks[:, :, t] = (go * shifted[:, :, :, :, None, :, None]).sum(2)
+    gf = grad_padded[:, :, :, r:r + h, r:r + w].reshape(b, c, h, w).to(features.dtype) if need_features else None
+    gm = grad_masks.view(masks.shape).to(masks.dtype) if need_masks else None
+    return gf, gm
+
+
+@torch.library.custom_op('mmdynconv::carafe', mutates_args=())
+def _carafe_op(features: torch.Tensor, masks: torch.Tensor, kernel_size: int, group_size: int,
+               scale_factor: int) -> torch.Tensor:
+    return carafe_forward_reference(features, masks, kernel_size, group_size, scale_factor)
+
+
+@_carafe_op.register_fake
+def _carafe_fake(features, masks, kernel_size, group_size, scale_factor):
+    b, c, h, w = features.shape
+    return features.new_empty(b, c, h * scale_factor, w * scale_factor)
+
+
+@torch.library.custom_op('mmdynconv::carafe_backward', mutates_args=())
+def _carafe_backward_op(grad: torch.Tensor, features: torch.Tensor, masks: torch.Tensor, kernel_size: int,
+                        group_size: int, scale_factor: int, need_features: bool,
+                        need_masks: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients (features, masks); one not needed is an empty tensor."""
+    grads = carafe_backward_reference(grad, features, masks, kernel_size, group_size, scale_factor, need_features,
+                                      need_masks)
+    return tuple(features.new_empty(0) if t is None else t for t in grads)
+
+
+@_carafe_backward_op.register_fake
+def _carafe_backward_fake(grad, features, masks, kernel_size, group_size, scale_factor, need_features, need_masks):
+    return (torch.empty_like(features, memory_format=torch.contiguous_format) if need_features
+            else features.new_empty(0),
+            torch.empty_like(masks, memory_format=torch.contiguous_format) if need_masks else features.new_empty(0))
+
+
+def _setup_context(ctx, inputs, output):
+    features, masks, *args = inputs
+    ctx.save_for_backward(features, masks)
+    ctx.args = args
+
+
+def _backward(ctx, grad):
+    need = ctx.needs_input_grad[:2]
+    grads = _carafe_backward_op(grad, *ctx.saved_tensors, *ctx.args, *need)
+    return (*(g if n else None for g, n in zip(grads, need)), None, None, None)
+
+
+def _no_double_backward(ctx, *grads):
+    raise NotImplementedError(f'{NAME}: double backward is not supported')
+
+
+_carafe_op.register_autograd(_backward, setup_context=_setup_context)
+_carafe_backward_op.register_autograd(_no_double_backward, setup_context=lambda ctx, inputs, output: None)
