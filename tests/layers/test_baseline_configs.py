@@ -16,7 +16,8 @@ CONFIGS = {osp.basename(p): p for p in glob.glob(osp.join(ROOT, 'configs', 'base
 CONV_CONFIGS = {'faster-rcnn_tiny-r50-condconv_fpn_shapes.py': CondConv,
                 'faster-rcnn_tiny-r50-dyconv_fpn_shapes.py': DYConv,
                 'faster-rcnn_tiny-r50-odconv_fpn_shapes.py': ODConv}
-PAPER_CONFIGS = {'faster-rcnn_r50-odconv4x_fpn_1x_coco.py': ODConv, 'faster-rcnn_r50-condconv8x_fpn_1x_coco.py': CondConv}
+PAPER_CONFIGS = {'faster-rcnn_r50-odconv4x_fpn_1x_coco.py': ODConv,
+                 'faster-rcnn_r50-condconv8x_fpn_1x_coco.py': CondConv}
 UPSAMPLER_CONFIGS = {'faster-rcnn_tiny-r50_carafe-torch-fpn_shapes.py': CARAFETorch,
                      'faster-rcnn_tiny-r50_dysample-fpn_shapes.py': DySample,
                      'semfpn_tiny-r50_carafe-torch-fpn_shapes.py': CARAFETorch,
