@@ -10,5 +10,7 @@ from .version import __version__
 if is_installed('mmengine'):
     from . import layers  # noqa: F401  (registers conv / upsample layers)
     from . import models  # noqa: F401  (registers necks and backbones)
+    from .utils.config_scope import register_config_scope
+    register_config_scope()  # `_base_ = 'mmdynconv::...'` in configs parsed after this import
 
 __all__ = ['__version__']

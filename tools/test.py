@@ -17,6 +17,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 from mmdynconv.utils import (allow_runner_checkpoints, check_data_paths, load_config,  # noqa: E402
                              setup_cpu_distributed)
+from mmdynconv.utils.config_scope import replace_package_scope  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -39,6 +40,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.launcher, args.work_dir, args.cfg_options)
+    replace_package_scope(cfg)  # `mmdynconv::` bases: mmdynconv/utils/config_scope.py
     cfg.load_from = args.checkpoint
     check_data_paths(cfg)
     allow_runner_checkpoints()

@@ -19,6 +19,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 from mmdynconv.utils import (allow_runner_checkpoints, check_data_paths, enable_amp,  # noqa: E402
                              load_config, setup_cpu_distributed)
+from mmdynconv.utils.config_scope import replace_package_scope  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -41,6 +42,7 @@ def parse_args(argv=None):
 
 def build_config(args):
     cfg = load_config(args.config, args.launcher, args.work_dir, args.cfg_options)
+    replace_package_scope(cfg)  # `mmdynconv::` bases: mmdynconv/utils/config_scope.py
     if args.amp:
         enable_amp(cfg)
     if args.resume == 'auto':

@@ -1,0 +1,63 @@
+"""``_base_ = 'mmdynconv::<folder>/<config>.py'``: let mmengine resolve the configs this package ships.
+
+mmengine resolves ``PKG::path`` only for the packages in its hard-coded table ``mmengine.config.utils.MODULE2PACKAGE``
+(module name -> distribution name); any other prefix fails with ``AssertionError: mmengine does not support to load
+mmdynconv config.`` :func:`register_config_scope` adds ``mmdynconv`` to that table, and ``import mmdynconv`` calls
+it. The config is then looked up in the installed package's ``.mim/`` folder (``mmdynconv/.mim/configs/...``,
+through ``.mim/model-index.yml``), which setup.py fills for wheels and editable installs alike.
+
+The table's value is what mmengine hands to ``is_installed`` / ``get_installed_path``. Those look the name up as a
+distribution first, and for an editable (PEP 660) install the distribution's location is site-packages, where no
+``mmdynconv`` folder exists. The value ``'mmdynconv.version'`` is no distribution, so both fall back to
+``importlib.util.find_spec``, whose origin (``<package dir>/version.py``) gives the package folder that is really
+imported, for wheels and editable installs alike, in mmengine 0.10.7 and onedl-mmengine 0.10.12.
+
+So it works wherever mmdynconv is imported before the config is parsed: our ``tools/train.py`` / ``tools/test.py``
+(and therefore ``mim train mmdynconv`` / ``mim test mmdynconv``), and any script or notebook that runs
+``import mmdynconv`` first. It cannot work in a program that parses the config before importing us, e.g. mmdet's or
+mmseg's own ``tools/train.py``: ``custom_imports`` is read from the parsed config, too late for its ``_base_``.
+
+mmengine also stamps the prefix of a ``PKG::`` base as the registry scope (``_scope_``) of every top-level dict with
+a ``type`` that does not carry a scope yet. ``mmdynconv`` is no registry scope (our configs run in the ``mmdet`` or
+``mmseg`` scope that their ``default_scope`` names), so :func:`replace_package_scope` rewrites those stamps to the
+config's ``default_scope``; our tools call it after loading a config.
+"""
+from mmengine.config.utils import MODULE2PACKAGE
+
+PACKAGE = 'mmdynconv'
+LOCATOR = 'mmdynconv.version'  # a direct submodule: dirname(find_spec(LOCATOR).origin) is the package folder
+
+
+def register_config_scope():
+    """Make ``mmdynconv::`` resolvable by mmengine's config parser (idempotent); return the table entry."""
+    MODULE2PACKAGE.setdefault(PACKAGE, LOCATOR)
+    return PACKAGE, MODULE2PACKAGE[PACKAGE]
+
+
+def replace_package_scope(cfg):
+    """Rewrite every ``_scope_ == 'mmdynconv'`` in the loaded ``cfg`` (an mmengine Config) to ``cfg.default_scope``.
+
+    Returns the number of rewritten entries. A config without ``default_scope`` that carries such stamps is an error:
+    there is no scope its types could be built in.
+    """
+    default_scope = cfg.get('default_scope')
+    count = _replace(cfg._cfg_dict, default_scope)
+    if count and not default_scope:
+        raise ValueError(f"config {cfg.filename!r} inherits 'mmdynconv::' bases but sets no default_scope; expected "
+                         "default_scope = 'mmdet' or 'mmseg' (the scope our configs are written for)")
+    return count
+
+
+def _replace(node, scope):
+    count = 0
+    if isinstance(node, dict):
+        if node.get('_scope_') == PACKAGE:
+            if scope:
+                node['_scope_'] = scope
+            count += 1
+        for value in node.values():
+            count += _replace(value, scope)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += _replace(value, scope)
+    return count
