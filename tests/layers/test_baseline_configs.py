@@ -98,3 +98,19 @@ def test_temperature_hook_in_a_demo_training_run(demo_data, tmp_path):
     runner.model.forward = forward
     runner.train()
     assert seen == [{30.0}, {15.5}]
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_dcn_slot_places_the_layer_in_every_conv2(scope):
+    """The bottleneck's dcn slot puts the layer in the 16 3×3 conv2 only (mmdet ResNet / mmseg ResNetV1c)."""
+    import importlib
+    importlib.import_module(f'{scope}.registry')
+    backbone = 'ResNet' if scope == 'mmdet' else 'ResNetV1c'
+    with DefaultScope.overwrite_default_scope(scope):
+        model = importlib.import_module(f'{scope}.registry').MODELS.build(dict(
+            type=backbone, depth=50, base_channels=16, **({'stem_channels': 16} if scope == 'mmseg' else {}),
+            dcn=dict(type='ODConv', kernel_num=2, fallback_on_stride=False), stage_with_dcn=(True,) * 4))
+    layers = [n for n, m in model.named_modules() if isinstance(m, ODConv)]
+    assert len(layers) == 16 and all(n.endswith('.conv2') for n in layers)
+    model.eval()
+    assert model(torch.randn(1, 3, 64, 64))[-1].shape[1] == 16 * 32
