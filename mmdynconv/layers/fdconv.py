@@ -4,9 +4,11 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import nn
 
-from ..ops.fdconv_dynamic import fdconv_dynamic_conv
-from ..ops.fdconv_reference import fdconv_reference
+from ..ops.arguments import check_choice, check_int, check_optional_bool, check_pair
+from ..ops.backend import BACKENDS
+from ..ops.fdconv import fdconv_dynamic_conv
 from ..ops.fdconv_fbm import MASK_MODES
+from ..ops.fdconv_oracle import fdconv_oracle
 from ..ops.fdconv_spectrum import (BAND_ORDERS, fourier_band_index, spectrum_scale, spectrum_to_weight,
                                    weight_to_spectrum)
 from .fdconv_release import convert_release_layer, is_release_layout
@@ -15,24 +17,11 @@ from .kernel_spatial_modulation import KernelSpatialModulationGlobal, KernelSpat
 
 
 def _int(name, value, minimum):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f'FDConv: {name} must be an int, got {type(value).__name__} {value!r}')
-    if value < minimum:
-        raise ValueError(f'FDConv: {name} must be >= {minimum}, got {value}')
-    return value
+    return check_int('FDConv', name, value, minimum)
 
 
 def _pair(name, value, minimum):
-    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) != 2:
-        raise ValueError(f'FDConv: {name} must be an int or a pair of ints, got {value!r}')
-    return tuple(_int(name, v, minimum) for v in values)
-
-
-def _optional_bool(name, value):
-    if value is not None and not isinstance(value, bool):
-        raise TypeError(f'FDConv: {name} must be None, True or False, got {value!r}')
-    return value
+    return check_pair('FDConv', name, value, minimum)
 
 
 @MODELS.register_module('FDConv')
@@ -63,6 +52,8 @@ class FDConv(nn.Module):
             :func:`mmdynconv.ops.fourier_band_index`.
         fbm_mask_mode: FBM's band masks: ``'release'`` (default; the authors' size-dependent masks) or
             ``'symmetric'`` (square masks at every size), see :mod:`mmdynconv.ops.fdconv_fbm`.
+        backend: None (automatic: Triton on CUDA, see :mod:`mmdynconv.ops.backend`), ``'reference'`` or
+            ``'triton'``: the backend of :func:`mmdynconv.ops.fdconv_dynamic_conv`.
         fold_channel_attention: None (choose per call by cost), True (fold α_in/α_out into W_b) or False (apply
             them to the activations).
 
@@ -76,7 +67,7 @@ class FDConv(nn.Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
                  kernel_num=64, use_fbm=None, dynamic_min_channels=16, dynamic_kernel_sizes=(1, 3), reduction=16,
                  min_attention_channels=16, local_kernel_size=None, fold_channel_attention=None, band_order='release',
-                 fbm_mask_mode='release'):
+                 fbm_mask_mode='release', backend=None):
         super().__init__()
         self.in_channels = _int('in_channels', in_channels, 1)
         self.out_channels = _int('out_channels', out_channels, 1)
@@ -91,18 +82,18 @@ class FDConv(nn.Module):
         if not isinstance(bias, bool):
             raise TypeError(f'FDConv: bias must be a bool, got {bias!r}')
         self.kernel_num = _int('kernel_num', kernel_num, 1)
-        _optional_bool('use_fbm', use_fbm)
+        check_optional_bool('FDConv', 'use_fbm', use_fbm)
         _int('dynamic_min_channels', dynamic_min_channels, 0)
         if (not isinstance(dynamic_kernel_sizes, (tuple, list))
                 or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in dynamic_kernel_sizes)):
             raise TypeError(f'FDConv: dynamic_kernel_sizes must be a tuple of ints >= 1, '
                             f'got {dynamic_kernel_sizes!r}')
-        self.fold_channel_attention = _optional_bool('fold_channel_attention', fold_channel_attention)
-        if band_order not in BAND_ORDERS:
-            raise ValueError(f'FDConv: band_order must be one of {BAND_ORDERS}, got {band_order!r}')
-        if fbm_mask_mode not in MASK_MODES:
-            raise ValueError(f'FDConv: fbm_mask_mode must be one of {MASK_MODES}, got {fbm_mask_mode!r}')
-        self.band_order = band_order
+        self.fold_channel_attention = check_optional_bool('FDConv', 'fold_channel_attention', fold_channel_attention)
+        self.band_order = check_choice('FDConv', 'band_order', band_order, BAND_ORDERS)
+        check_choice('FDConv', 'fbm_mask_mode', fbm_mask_mode, MASK_MODES)
+        if backend is not None:
+            check_choice('FDConv', 'backend', backend, BACKENDS)
+        self.backend = backend
         ci, co, k = self.in_channels, self.out_channels, self.kernel_size
         self.dynamic = min(ci, co) > dynamic_min_channels and k in tuple(dynamic_kernel_sizes)
         if ci % self.groups or co % self.groups:
@@ -181,17 +172,18 @@ class FDConv(nn.Module):
             x = self.fbm(x)
         return fdconv_dynamic_conv(x, self.spectrum, self.band_index, self.scale, bias=self.bias, stride=self.stride,
                                    padding=self.padding, dilation=self.dilation, fold=self.fold_channel_attention,
-                                   **att)
+                                   backend=self.backend, **att)
 
-    def forward_reference(self, x):
-        """Same output through the straightforward implementation (parity oracle and benchmark baseline)."""
+    def forward_oracle(self, x):
+        """Same output through :func:`mmdynconv.ops.fdconv_oracle` and the FBM oracle (what tests compare against; the
+        benchmarks' baseline)."""
         self._check_input(x)
         if not self.dynamic:
             return self.forward(x)
         att = self._attentions(x)
         if self.fbm is not None:
-            x = self.fbm.forward_reference(x)
-        return fdconv_reference(x, self.spectrum, self.band_index, self.scale, bias=self.bias, stride=self.stride,
+            x = self.fbm.forward_oracle(x)
+        return fdconv_oracle(x, self.spectrum, self.band_index, self.scale, bias=self.bias, stride=self.stride,
                                 padding=self.padding, dilation=self.dilation, **att)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.fdconv_fbm import CUTOFFS, MASK_MODES, frequency_band_mix
-from ..ops.fdconv_reference import frequency_band_mix_reference
+from ..ops.fdconv_oracle import frequency_band_mix_oracle
 
 
 class FrequencyBandModulation(nn.Module):
@@ -39,9 +39,9 @@ class FrequencyBandModulation(nn.Module):
     def forward(self, x):
         return frequency_band_mix(x, self.band_attention(x), self.cutoffs, self.mask_mode)
 
-    def forward_reference(self, x):
+    def forward_oracle(self, x):
         """Same result with explicitly materialised bands (the parity oracle)."""
-        return frequency_band_mix_reference(x, self.band_attention(x), self.cutoffs, self.mask_mode)
+        return frequency_band_mix_oracle(x, self.band_attention(x), self.cutoffs, self.mask_mode)
 
     def extra_repr(self):
         return f'{self.weight.shape[1]}, cutoffs={self.cutoffs}, mask_mode={self.mask_mode!r}'

@@ -103,7 +103,7 @@ class KernelSpatialModulationLocal(nn.Module):
     o·k² + u·k + v at channel position i is the logit of weight entry (o, i, u, v); the attention is
     2·sigmoid(logit). ``forward(g)`` returns the normalised features (B, Ci); the dense (B, Co, Ci, k, k) attention
     is built inside :func:`mmdynconv.ops.fdconv_dynamic_conv` (or by
-    :func:`mmdynconv.ops.fdconv_reference.local_attention_reference`).
+    :func:`mmdynconv.ops.fdconv_oracle.local_attention_oracle`).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, local_kernel_size=None):

@@ -5,12 +5,15 @@ Backend switch: the ``backend`` argument of every op, or the environment variabl
 """
 from .backend import (BACKENDS, ENV_VAR, resolve_backend, triton_available,
                       triton_interpreter_enabled)
+from .carafe import carafe
 from .ddf import ddf
-from .fdconv_dynamic import fdconv_dynamic_conv
+from .fdconv import fdconv_dynamic_conv
 from .fdconv_fbm import frequency_band_mix
-from .fdconv_reference import fdconv_reference, frequency_band_mix_reference
-from .fdconv_spectrum import fourier_band_index, spectrum_to_weight, weight_to_spectrum
+from .fdconv_oracle import fdconv_oracle, frequency_band_mix_oracle
+from .fdconv_spectrum import fourier_band_index, spectrum_scale, spectrum_to_weight, weight_to_spectrum
+from .kernel_mixture import kernel_mixture_conv, kernel_mixture_conv_reference
 
-__all__ = ['ddf', 'fdconv_dynamic_conv', 'frequency_band_mix', 'fdconv_reference', 'frequency_band_mix_reference',
-           'fourier_band_index', 'spectrum_to_weight', 'weight_to_spectrum', 'BACKENDS', 'ENV_VAR',
+__all__ = ['ddf', 'fdconv_dynamic_conv', 'frequency_band_mix', 'fdconv_oracle', 'frequency_band_mix_oracle',
+           'fourier_band_index', 'spectrum_scale', 'spectrum_to_weight', 'weight_to_spectrum', 'BACKENDS', 'ENV_VAR',
            'resolve_backend', 'triton_available', 'triton_interpreter_enabled']
+__all__ += ['carafe', 'kernel_mixture_conv', 'kernel_mixture_conv_reference']

@@ -12,6 +12,7 @@ Each op takes ``backend=None | 'reference' | 'triton'``:
 An explicit ``backend`` argument wins over ``MMDYNCONV_BACKEND``; the variable forces a backend wherever the caller
 leaves the choice open (layers, configs, whole models).
 """
+import contextlib
 import os
 
 import torch
@@ -75,3 +76,8 @@ def check_triton_device(device: torch.device, op: str) -> None:
                            "or use backend='reference'")
     raise RuntimeError(f"{op}: backend='triton' supports CUDA tensors (and CPU tensors with TRITON_INTERPRET=1), "
                        f"got device {device}; use backend='reference'")
+
+
+def device_guard(t: torch.Tensor):
+    """Context making ``t``'s CUDA device current (Triton launches on the current device), a no-op elsewhere."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()

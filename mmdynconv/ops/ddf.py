@@ -5,6 +5,7 @@ graph breaks; its backward is the custom op ``mmdynconv::ddf_backward``. Double 
 """
 import torch
 
+from .arguments import check_int
 from .backend import resolve_backend
 from .ddf_reference import ddf_backward_reference, ddf_forward_reference, output_memory_format
 
@@ -37,13 +38,6 @@ def ddf(x, channel_filter, spatial_filter, kernel_size, stride=1, dilation=1, co
     return _ddf_op(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine, backend)
 
 
-def _check_int(name, value, minimum):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f'ddf: {name} must be an int, got {type(value).__name__}')
-    if value < minimum:
-        raise ValueError(f'ddf: {name} must be >= {minimum}, got {value}')
-
-
 def _validate(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine):
     tensors = (('x', x), ('channel_filter', channel_filter), ('spatial_filter', spatial_filter))
     for name, t in tensors:
@@ -57,11 +51,11 @@ def _validate(x, channel_filter, spatial_filter, kernel_size, stride, dilation, 
             raise TypeError(f"ddf: {name} must have x's dtype {x.dtype}, got {t.dtype}")
         if t.device != x.device:
             raise ValueError(f"ddf: {name} must be on x's device {x.device}, got {t.device}")
-    _check_int('kernel_size', kernel_size, 1)
+    check_int('ddf', 'kernel_size', kernel_size, 1)
     if kernel_size % 2 == 0:
         raise ValueError(f'ddf: kernel_size must be odd, got {kernel_size}')
-    _check_int('stride', stride, 1)
-    _check_int('dilation', dilation, 1)
+    check_int('ddf', 'stride', stride, 1)
+    check_int('ddf', 'dilation', dilation, 1)
     if combine not in COMBINES:
         raise ValueError(f"ddf: combine must be 'mul' or 'add', got {combine!r}")
     B, C, H, W = x.shape

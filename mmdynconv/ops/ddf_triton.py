@@ -22,13 +22,13 @@ Kernels (plain pointer arithmetic and masks, no block pointers: Triton 3.6 to 3.
 Offsets inside a sample are int32 (checked: below 2³¹); sample offsets are int64. Tile sizes come from the
 heuristics of ``default_config`` (no autotuning).
 """
-import contextlib
 from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
+from .backend import device_guard
 from .ddf_reference import accum_dtype, output_memory_format
 
 _TL_ACC = {torch.float32: tl.float32, torch.float64: tl.float64}
@@ -214,11 +214,6 @@ def _check_launch(x, spatial_filter, heads, config):
                          f'channel blocks, got x of shape {tuple(x.shape)}')
 
 
-def _on_device(x):
-    """Launch on x's GPU (not the current one) in multi-GPU processes."""
-    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
-
-
 def _common(x, kernel_size, spatial_filter, config):
     heads = spatial_filter.shape[1] // (kernel_size * kernel_size)
     out_hw = tuple(spatial_filter.shape[2:])
@@ -236,7 +231,7 @@ def ddf_forward_triton(x, channel_filter, spatial_filter, kernel_size: int, stri
     if out.numel() == 0:
         return out
     grid = (triton.cdiv(Ho * Wo, cfg.block_p), heads * triton.cdiv(C // heads, cfg.block_c), B)
-    with _on_device(x):
+    with device_guard(x):
         _fwd[grid](x, channel_filter, spatial_filter, out, H, W, Ho, Wo, C // heads,
                    *x.stride(), *channel_filter.stride(), *spatial_filter.stride(), *out.stride(),
                    K=kernel_size, STRIDE=stride, DIL=dilation, MUL=combine == 'mul', ACC=acc,
@@ -257,7 +252,7 @@ def ddf_backward_triton(grad, x, channel_filter, spatial_filter, kernel_size: in
         gx = torch.zeros_like(x) if empty else torch.empty_like(x)
         if not empty:
             grid = (triton.cdiv(H * W, cfg.block_p), heads * triton.cdiv(cg, cfg.block_c), B)
-            with _on_device(x):
+            with device_guard(x):
                 _bwd_x[grid](grad, channel_filter, spatial_filter, gx, H, W, Ho, Wo, cg,
                              *grad.stride(), *channel_filter.stride(), *spatial_filter.stride(), *gx.stride(),
                              BLOCK_C=cfg.block_c, BLOCK_P=cfg.block_p, **consts)
@@ -275,7 +270,7 @@ def ddf_backward_triton(grad, x, channel_filter, spatial_filter, kernel_size: in
     gfc_strides = (0, C * k2, k2) if n_pblocks == 1 else gfc_buf.stride()[:3]
     gfs_strides = (0, heads * k2 * Ho * Wo, Ho * Wo) if splits == 1 else gfs_buf.stride()[:3]
     grid = (n_pblocks, heads * splits, B)
-    with _on_device(x):
+    with device_guard(x):
         _bwd_filters[grid](grad, x, channel_filter, spatial_filter, gfc_buf, gfs_buf, H, W, Ho, Wo, cg, splits,
                            *grad.stride(), *x.stride(), *channel_filter.stride(), *spatial_filter.stride(),
                            *gfc_strides, *gfs_strides,

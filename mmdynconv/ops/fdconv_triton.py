@@ -1,4 +1,4 @@
-"""Fused Triton kernels for the per-entry work of FDConv's dynamic kernel (see :mod:`.fdconv_dynamic`).
+"""Fused Triton kernels for the per-entry work of FDConv's dynamic kernel (the op is :mod:`.fdconv`).
 
 For the samples of a chunk, with entries indexed (b, o, u, v, i) = (sample, Co, k row, k column, Ci):
 
@@ -12,8 +12,8 @@ For the samples of a chunk, with entries indexed (b, o, u, v, i) = (sample, Co, 
 Every tensor is addressed through its strides, so the mixed kernels are read straight from the inverse FFT's tiled
 (Co·k, Ci·k) layout, dW straight from the convolution's gradient, and d tiles written in the tiled layout the FFT of
 the backward reads: no transposing copies. Arithmetic in fp32; W in the requested dtype. Each element is written by
-one program (deterministic). The pure-PyTorch path these replace is the reference (``_Kernels.weight`` and
-``_weight_backward`` in :mod:`.fdconv_dynamic`); tests compare the two.
+one program (deterministic). The pure-PyTorch path these replace is the reference (``KernelAssembly.weight`` and
+``weight_backward`` in :mod:`.fdconv_assembly`); tests compare the two.
 """
 import torch
 import triton

@@ -3,9 +3,9 @@ gradients), and the lean FBM against explicit bands."""
 import pytest
 import torch
 
-from mmdynconv.ops.fdconv_dynamic import fdconv_dynamic_conv
+from mmdynconv.ops import fdconv_dynamic_conv
 from mmdynconv.ops.fdconv_fbm import frequency_band_mix, lowpass_masks
-from mmdynconv.ops.fdconv_reference import fdconv_reference, fdconv_weight_reference, frequency_band_mix_reference
+from mmdynconv.ops.fdconv_oracle import fdconv_oracle, fdconv_weight_oracle, frequency_band_mix_oracle
 from mmdynconv.ops.fdconv_spectrum import (fourier_band_index, spectrum_scale, spectrum_to_weight, weight_to_spectrum,
                                            weight_to_tiled)
 
@@ -63,7 +63,7 @@ def test_band_kernels_sum_to_the_weight():
     spectrum, band = weight_to_spectrum(w), fourier_band_index(co * k, ci * k, n)
     ones = torch.ones(1, co, ci, k, k)
     att = torch.eye(n)  # sample j keeps band j only (times n·s)
-    kernels = fdconv_weight_reference(spectrum, band, spectrum_scale(ci, co), att, ones.expand(n, -1, -1, -1, -1),
+    kernels = fdconv_weight_oracle(spectrum, band, spectrum_scale(ci, co), att, ones.expand(n, -1, -1, -1, -1),
                                       torch.ones(n, k * k), torch.ones(n, ci), torch.ones(n, co))
     _close(kernels.sum(0), w, 1e-5)
     complex_spec = torch.view_as_complex(spectrum)
@@ -118,12 +118,12 @@ CASES = [  # b, ci, co, k, n, h, w, stride, padding, dilation
 def test_lean_op_matches_oracle(case, fold, chunk, save, monkeypatch):
     """chunk = 1 processes the per-sample kernel work one sample at a time (what large layers do); save = 0 recomputes
     the mixed kernels in backward instead of saving them (what layers above SAVE_TILES_ELEMENTS do)."""
-    monkeypatch.setattr('mmdynconv.ops.fdconv_dynamic.CHUNK_ELEMENTS', chunk)
-    monkeypatch.setattr('mmdynconv.ops.fdconv_dynamic.SAVE_TILES_ELEMENTS', save)
+    monkeypatch.setattr('mmdynconv.ops.fdconv.CHUNK_ELEMENTS', chunk)
+    monkeypatch.setattr('mmdynconv.ops.fdconv.SAVE_TILES_ELEMENTS', save)
     b, ci, co, k, n, h, w, stride, padding, dilation = case
     tensors, band, scale = _op_inputs(b, ci, co, k, n, h, w)
     kwargs = dict(stride=stride, padding=padding, dilation=dilation)
-    y_ref, g_ref = _run(fdconv_reference, tensors, band, scale, **kwargs)
+    y_ref, g_ref = _run(fdconv_oracle, tensors, band, scale, **kwargs)
     y, g = _run(fdconv_dynamic_conv, tensors, band, scale, fold=fold, **kwargs)
     assert y.is_contiguous() and all(t.is_contiguous() for t in g.values())
     _close(y, y_ref)
@@ -142,7 +142,7 @@ def test_lean_op_partial_gradients():
     y.sum().backward()
     leaves = {key: t.clone().requires_grad_() if key in ('x', 'pos_att') else t for key, t in tensors.items()}
     leaves['bias'] = None
-    y_ref = fdconv_reference(leaves['x'], leaves['spectrum'], band, scale, leaves['kernel_att'], leaves['local_feat'],
+    y_ref = fdconv_oracle(leaves['x'], leaves['spectrum'], band, scale, leaves['kernel_att'], leaves['local_feat'],
                              leaves['local_weight'], leaves['pos_att'], leaves['in_att'], leaves['out_att'], padding=1)
     y_ref.sum().backward()
     _close(x.grad, leaves['x'].grad)
@@ -154,10 +154,10 @@ def test_lean_op_partial_gradients():
                                     ('in_att', 'out_att'), ('spectrum', 'local_weight', 'bias')])
 def test_lean_op_gradient_subsets(wanted, fold, monkeypatch):
     """Each backward branch alone (spectral only, local logits only, channel attentions only) against the oracle."""
-    monkeypatch.setattr('mmdynconv.ops.fdconv_dynamic.CHUNK_ELEMENTS', 1)
+    monkeypatch.setattr('mmdynconv.ops.fdconv.CHUNK_ELEMENTS', 1)
     tensors, band, scale = _op_inputs(3, 5, 6, 3, 4, 5, 6)
     results = []
-    for fn, kwargs in ((fdconv_reference, {}), (fdconv_dynamic_conv, dict(fold=fold))):
+    for fn, kwargs in ((fdconv_oracle, {}), (fdconv_dynamic_conv, dict(fold=fold))):
         leaves = {key: t.clone().requires_grad_(key in wanted) for key, t in tensors.items()}
         y = fn(leaves['x'], leaves['spectrum'], band, scale, leaves['kernel_att'], leaves['local_feat'],
                leaves['local_weight'], leaves['pos_att'], leaves['in_att'], leaves['out_att'], leaves['bias'],
@@ -186,13 +186,9 @@ def test_lean_op_backward_twice_with_retained_graph(n):
 
 
 def test_fold_rule_picks_activations_for_wide_small_layers():
-    from mmdynconv.ops.fdconv_dynamic import _Geometry
-    x = torch.empty(1, 64, 4, 4)
-    wide = _Geometry(x, torch.empty(64 * 3, 97, 2), torch.empty(1, 64), (1, 1), (1, 1), (1, 1), None)
-    assert not wide.fold   # 64·64·9 > 64·16 + 64·16
-    x = torch.empty(1, 8, 32, 32)
-    narrow = _Geometry(x, torch.empty(8 * 3, 13, 2), torch.empty(1, 8), (1, 1), (1, 1), (1, 1), None)
-    assert narrow.fold
+    from mmdynconv.ops.fdconv import folds_channel_attention
+    assert not folds_channel_attention((1, 64, 4, 4), 64, 3, padding=1)   # 64·64·9 > 64·16 + 64·16
+    assert folds_channel_attention((1, 8, 32, 32), 8, 3, padding=1)
 
 
 def test_lean_op_bad_arguments():
@@ -220,7 +216,7 @@ def test_lean_op_autocast_keeps_ffts_in_fp32():
     with torch.autocast('cpu', dtype=torch.bfloat16):
         y = fdconv_dynamic_conv(*args, padding=1)
     assert y.dtype == torch.bfloat16
-    expected = fdconv_reference(*args, padding=1)
+    expected = fdconv_oracle(*args, padding=1)
     _close(y.float(), expected, 3e-2)
     y16 = fdconv_dynamic_conv(args[0].bfloat16(), *args[1:], padding=1)
     assert y16.dtype == torch.bfloat16
@@ -235,7 +231,7 @@ def test_lean_op_pointwise_autocast():
         with torch.autocast('cpu', dtype=torch.bfloat16):
             y = fdconv_dynamic_conv(*args, stride=stride)
         assert y.dtype == torch.bfloat16
-        _close(y.float(), fdconv_reference(*args, stride=stride), 3e-2)
+        _close(y.float(), fdconv_oracle(*args, stride=stride), 3e-2)
 
 
 # --------------------------------------------------------------------------------------------------------- FBM
@@ -272,7 +268,7 @@ def test_fbm_half_precision_output_dtype():
     x = torch.randn(1, 2, 8, 8).bfloat16()
     y = frequency_band_mix(x, torch.ones(1, 3, 8, 8, dtype=torch.bfloat16) * 0.5)
     assert y.dtype == torch.bfloat16
-    _close(y.float(), frequency_band_mix_reference(x.float(), torch.ones(1, 3, 8, 8) * 0.5), 2e-2)
+    _close(y.float(), frequency_band_mix_oracle(x.float(), torch.ones(1, 3, 8, 8) * 0.5), 2e-2)
 
 
 def test_fbm_bad_arguments():

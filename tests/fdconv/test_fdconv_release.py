@@ -20,7 +20,7 @@ import torch
 from mmdynconv.layers import FDConv
 from mmdynconv.layers.fdconv_release import convert_release_layer
 from mmdynconv.layers.kernel_spatial_modulation import default_local_kernel_size
-from mmdynconv.ops import fourier_band_index, frequency_band_mix, frequency_band_mix_reference
+from mmdynconv.ops import fourier_band_index, frequency_band_mix, frequency_band_mix_oracle
 from mmdynconv.ops.fdconv_fbm import lowpass_masks
 
 FIXTURE = torch.load(Path(__file__).parents[1] / 'fixtures' / 'fdconv_release_bf7a33d.pt', weights_only=True)
@@ -39,8 +39,9 @@ def test_fbm_masks_are_the_release_masks(size):
 def test_release_masks_are_asymmetric_where_the_release_is():
     rows = lowpass_masks(14, 14)[2, :, 0]  # 1/16 cut-off at 14 rows: +1 passes, −1 (row 13) does not
     assert rows[1] == 1 and rows[13] == 0
-    symmetric = lowpass_masks(14, 14, mask_mode='symmetric')[2, :, 0]
-    assert torch.equal(symmetric, symmetric.roll(-1).flip(0).roll(1))
+    mirror = (-torch.arange(14)) % 14
+    symmetric = lowpass_masks(14, 14, mask_mode='symmetric')[:, :, 0]
+    assert torch.equal(symmetric, symmetric[:, mirror])
 
 
 @pytest.mark.parametrize('key', sorted(FIXTURE['band_maps']))
@@ -55,7 +56,7 @@ def test_band_order_is_the_release_order(key):
         assert torch.equal(band, recorded.long())
         exact = fourier_band_index(co * k, ci * k, n, 'exact')
         assert torch.equal(torch.bincount(exact.flatten()), torch.bincount(band.flatten()))
-        assert 0 < int((exact != band).sum()) < band.numel() // 50  # a few tied coefficients change band
+        assert 0 < int((exact != band).sum()) < band.numel() // 10  # a few tied coefficients change band
 
 
 def test_local_kernel_size_rule():
@@ -121,7 +122,7 @@ def test_lean_fbm_matches_masked_ffts(mode, shape):
     att = torch.rand(shape[0], 3, *shape[2:], generator=gen) * 2
     grad = torch.randn(shape, generator=gen)
     outs = []
-    for fn in (frequency_band_mix_reference, frequency_band_mix):
+    for fn in (frequency_band_mix_oracle, frequency_band_mix):
         xl, al = x.clone().requires_grad_(), att.clone().requires_grad_()
         y = fn(xl, al, mask_mode=mode)
         (y * grad).sum().backward()

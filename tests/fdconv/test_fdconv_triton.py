@@ -8,8 +8,8 @@ import textwrap
 import pytest
 import torch
 
-from mmdynconv.ops.fdconv_dynamic import fdconv_dynamic_conv
-from mmdynconv.ops.fdconv_reference import fdconv_reference
+from mmdynconv.ops import fdconv_dynamic_conv
+from mmdynconv.ops.fdconv_oracle import fdconv_oracle
 
 from test_fdconv_oracle import _close, _op_inputs, _run
 from tool_runner import compile_for_gpu
@@ -34,11 +34,11 @@ def _to(tensors, device):
 @pytest.mark.parametrize('case', CASES)
 def test_triton_backend_matches_oracle(case, monkeypatch):
     b, ci, co, k, n, h, w, stride, padding, dilation, fold, chunk, save = case
-    monkeypatch.setattr('mmdynconv.ops.fdconv_dynamic.CHUNK_ELEMENTS', chunk)
-    monkeypatch.setattr('mmdynconv.ops.fdconv_dynamic.SAVE_TILES_ELEMENTS', save)
+    monkeypatch.setattr('mmdynconv.ops.fdconv.CHUNK_ELEMENTS', chunk)
+    monkeypatch.setattr('mmdynconv.ops.fdconv.SAVE_TILES_ELEMENTS', save)
     tensors, band, scale = _op_inputs(b, ci, co, k, n, h, w)
     kwargs = dict(stride=stride, padding=padding, dilation=dilation)
-    y_ref, g_ref = _run(fdconv_reference, tensors, band, scale, **kwargs)
+    y_ref, g_ref = _run(fdconv_oracle, tensors, band, scale, **kwargs)
     y, g = _run(fdconv_dynamic_conv, _to(tensors, DEVICE), band.to(DEVICE), scale, fold=fold, backend='triton',
                 **kwargs)
     _close(y.cpu(), y_ref)

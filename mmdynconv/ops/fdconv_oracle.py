@@ -1,5 +1,6 @@
-"""Straightforward FDConv (SPEC §2.1–2.3), written for clarity: the parity oracle of the lean path and the baseline
-of ``tools/benchmark_fdconv.py``. Plain autograd; every per-sample dense tensor is materialised.
+"""The FDConv oracle: SPEC §2.1–2.3 written straightforwardly, for clarity — what the tests compare both backends of
+:func:`mmdynconv.ops.fdconv_dynamic_conv` (and the lean FBM) against, and the benchmarks' baseline. Plain autograd;
+every per-sample dense tensor is materialised.
 """
 import torch
 import torch.nn.functional as F
@@ -8,7 +9,7 @@ from .fdconv_fbm import CUTOFFS, lowpass_masks
 from .fdconv_spectrum import tiled_to_weight
 
 
-def local_attention_reference(local_feat, local_weight, out_channels, kernel_size):
+def local_attention_oracle(local_feat, local_weight, out_channels, kernel_size):
     """KSM local branch head: 2·sigmoid of a 1-D conv across channels.
 
     Args:
@@ -25,7 +26,7 @@ def local_attention_reference(local_feat, local_weight, out_channels, kernel_siz
     return att.unflatten(1, (out_channels, k, k)).permute(0, 1, 4, 2, 3)
 
 
-def fdconv_weight_reference(spectrum, band_index, scale, kernel_att, local_att, pos_att, in_att, out_att):
+def fdconv_weight_oracle(spectrum, band_index, scale, kernel_att, local_att, pos_att, in_att, out_att):
     """Per-sample kernels W_b = α_in ⊙ α_out ⊙ α_pos ⊙ α_local ⊙ irfft2(spectrum · scale · π_b[band]).
 
     Args:
@@ -47,7 +48,7 @@ def fdconv_weight_reference(spectrum, band_index, scale, kernel_att, local_att, 
     return weight * in_att.view(b, 1, ci, 1, 1) * out_att.view(b, co, 1, 1, 1)
 
 
-def fdconv_reference(x, spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att,
+def fdconv_oracle(x, spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att,
                      out_att, bias=None, stride=1, padding=0, dilation=1):
     """FDConv's dynamic convolution, straightforwardly: build every W_b, then one grouped conv over the batch.
 
@@ -56,15 +57,15 @@ def fdconv_reference(x, spectrum, band_index, scale, kernel_att, local_feat, loc
     b, ci, h, w = x.shape
     co = out_att.shape[1]
     k = spectrum.shape[0] // co
-    local_att = local_attention_reference(local_feat.float(), local_weight.float(), co, k)
-    weight = fdconv_weight_reference(spectrum, band_index, scale, kernel_att, local_att, pos_att, in_att, out_att)
+    local_att = local_attention_oracle(local_feat.float(), local_weight.float(), co, k)
+    weight = fdconv_weight_oracle(spectrum, band_index, scale, kernel_att, local_att, pos_att, in_att, out_att)
     y = F.conv2d(x.reshape(1, b * ci, h, w), weight.reshape(b * co, ci, k, k).to(x.dtype), None, stride, padding,
                  dilation, groups=b)
     y = y.view(b, co, *y.shape[-2:])
     return y if bias is None else y + bias.view(1, co, 1, 1).to(y.dtype)
 
 
-def frequency_band_mix_reference(x, att, cutoffs=CUTOFFS, mask_mode='release'):
+def frequency_band_mix_oracle(x, att, cutoffs=CUTOFFS, mask_mode='release'):
     """``Σ_m att[:, m] ⊙ B_m(x) + low(x)`` with the bands computed explicitly by masked fp32 FFTs, as the release
     does (result in x's dtype). Arguments as :func:`mmdynconv.ops.frequency_band_mix`."""
     x32 = x.float()

@@ -1,0 +1,35 @@
+"""Argument checks shared by every op and layer: clear errors naming the caller, the argument and what it expects.
+
+Torch-free, so layers and ops alike use it. ``owner`` is the op or layer name the message starts with.
+"""
+
+
+def check_int(owner, name, value, minimum=None):
+    """``value`` if it is an int (not a bool) ≥ ``minimum``; TypeError / ValueError otherwise."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f'{owner}: {name} must be an int, got {type(value).__name__} {value!r}')
+    if minimum is not None and value < minimum:
+        raise ValueError(f'{owner}: {name} must be >= {minimum}, got {value}')
+    return value
+
+
+def check_pair(owner, name, value, minimum=None):
+    """An int or a pair of ints, each ≥ ``minimum``, as a tuple of two ints."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(values) != 2:
+        raise ValueError(f'{owner}: {name} must be an int or a pair of ints, got {value!r}')
+    return tuple(check_int(owner, name, v, minimum) for v in values)
+
+
+def check_optional_bool(owner, name, value):
+    """``value`` if it is None, True or False; TypeError otherwise."""
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f'{owner}: {name} must be None, True or False, got {value!r}')
+    return value
+
+
+def check_choice(owner, name, value, choices):
+    """``value`` if it is one of ``choices``; ValueError otherwise."""
+    if value not in choices:
+        raise ValueError(f'{owner}: {name} must be one of {tuple(choices)}, got {value!r}')
+    return value
