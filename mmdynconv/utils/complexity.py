@@ -1,27 +1,202 @@
-"""FLOP counting that sees mmdynconv's ops: mmengine's ``FlopAnalyzer`` plus handles for our custom ops.
+"""FLOP and parameter counting that sees mmdynconv's ops: mmengine's ``FlopAnalyzer`` plus handles for our ops.
 
-Convention (mmengine / fvcore): one multiply-accumulate counts as one FLOP; element-wise ops (FilterNorm's
-standardisation, activations) are not counted.
+Conventions (mmengine / fvcore, extended):
+
+- one multiply-accumulate counts as one FLOP; element-wise ops (activations, FilterNorm's standardisation, sums of
+  bands) are not counted, except the products that define an op (the DDF kernel combination, FDConv's per-entry
+  modulation, FBM's band modulation), one FLOP each;
+- a real FFT or inverse FFT of N points (any dimensionality, N = product of the sizes) costs 2.5·N·log2(N) FLOPs,
+  half the classic 5·N·log2(N) estimate of a complex FFT. FFT-defined operators are counted by this formula whatever
+  kernel executes them (the lean FBM path computes the same operator with GEMMs);
+- ``adaptive_avg_pool2d`` costs one FLOP per input element (mmengine's rule); reductions written as ``mean``
+  (FilterNorm's statistics, FDConv's global pool) are not counted, like other element-wise work.
+
+Per-op counts (handles below; tested against formulas written in ``tests``):
+
+- ``mmdynconv::ddf``: 2·k² per output element (combine and apply);
+- FDConv op, per sample b (the kernel W_b; once for all samples when there is no kernel attention, n = 1):
+  spectral mixing numel(spectrum) + inverse rfft2 of P = Co·Ci·k² points, and per sample always the KSM local 1-D
+  conv P·κ and the modulation by α_in, α_out, α_pos, α_local 4·P (as if folded into the kernel, whichever way
+  the op applies α_in / α_out; key ``fdconv_kernel``); the per-sample conv
+  B·Co·Ci·k²·Ho·Wo (key ``fdconv_conv``);
+- FBM (``frequency_band_mix``), per image and channel of an H×W input with M bands: one rfft2 and M inverse
+  rfft2 of H·W points, and M·H·W band modulations;
+- ``mmdynconv::kernel_mixture_conv`` (CondConv, DY-Conv, ODConv), per sample with P = Co·Ci/g·k² kernel entries
+  and E experts: the mixture E·P and one product per attention present, P each (key ``kernel_mixture``); the
+  per-sample conv P·Ho·Wo (``kernel_mixture_conv``);
+- ``mmdynconv::carafe`` (``carafe_torch``): k² per output element; ``dysample``'s ``grid_sample`` is mmengine's
+  4 per output element.
+
+The KSM global branch (linear, BatchNorm, heads), the local branch's LayerNorm and FBM's 3×3 attention conv are
+ordinary aten ops that mmengine counts itself.
 """
+import math
+from collections import Counter
 from math import prod
 
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
 
 
-def ddf_flop_jit(inputs, outputs):
-    """``mmdynconv::ddf``: per output element, k² kernel combinations (fs·fc or fs+fc) and k² multiply-adds.
+def fft_flops(n):
+    """FLOPs of a real FFT (or its inverse) of ``n`` points: 2.5·n·log2(n)."""
+    return 2.5 * n * math.log2(n) if n > 1 else 0.0
 
-    inputs: x (B, C, H, W), channel_filter (B, C, k, k), spatial_filter, ... ; output (B, C, Ho, Wo).
-    """
+
+def ddf_flop_jit(inputs, outputs):
+    """``mmdynconv::ddf``: x (B, C, H, W), channel_filter (B, C, k, k), ... -> (B, C, Ho, Wo)."""
     k2 = prod(get_shape(inputs[1])[2:])
     return 2 * k2 * prod(get_shape(outputs[0]))
 
 
-OP_HANDLES = {'mmdynconv::ddf': ddf_flop_jit}
+def _float_shapes(inputs):
+    shapes = []
+    for value in inputs:
+        shape = get_shape(value)
+        if shape is not None and value.type().scalarType() in ('Float', 'Double', 'Half', 'BFloat16'):
+            shapes.append(shape)
+    return shapes
+
+
+def fdconv_flop_jit(inputs, outputs):
+    """FDConv op (``x, spectrum, ..., local_weight (Co·k², 1, κ), ...`` -> (B, Co, Ho, Wo)); inputs are recognised
+    by shape, so the handle does not depend on the argument order."""
+    shapes = _float_shapes(inputs)
+    x, out = shapes[0], get_shape(outputs[0])
+    b, ci = x[:2]
+    co, ho, wo = out[1:]
+    spectrum = next(s for s in shapes if len(s) == 3 and s[-1] == 2 and s[0] % co == 0)
+    local = next(s for s in shapes if len(s) == 3 and s[1] == 1 and s[-1] % 2 == 1 and s[0] % co == 0)
+    k = spectrum[0] // co
+    p = co * ci * k * k
+    per_sample_vectors = sum(1 for s in shapes if len(s) == 2 and s[0] == b)
+    has_kernel_att = per_sample_vectors > 3 + (k > 1)  # local_feat, in_att, out_att (+ pos_att) (+ kernel_att)
+    assembly = prod(spectrum) + fft_flops(p)
+    kernel = (b if has_kernel_att else 1) * assembly + b * (p * local[-1] + 4 * p)
+    return Counter({'fdconv_kernel': int(kernel), 'fdconv_conv': b * p * ho * wo})
+
+
+def frequency_band_mix_flop_jit(inputs, outputs):
+    """FBM: x (B, C, H, W), attention (B, M, H, W) -> (B, C, H, W)."""
+    shapes = _float_shapes(inputs)
+    b, c, h, w = shapes[0]
+    m = shapes[1][1]
+    return Counter({'frequency_band_mix': int(b * c * ((1 + m) * fft_flops(h * w) + m * h * w))})
+
+
+def kernel_mixture_flop_jit(inputs, outputs):
+    """``mmdynconv::kernel_mixture_conv``: x, weight (E, Co, Ci/g, kh, kw), routing (B, E), spatial_att, in_att,
+    out_att (each optional), ... -> (B, Co, Ho, Wo)."""
+    weight, out = get_shape(inputs[1]), get_shape(outputs[0])
+    b, p = out[0], prod(weight[1:])
+    attentions = sum(get_shape(v) is not None for v in inputs[3:6])
+    return Counter({'kernel_mixture': b * p * (weight[0] + attentions), 'kernel_mixture_conv': b * p * prod(out[2:])})
+
+
+def carafe_flop_jit(inputs, outputs):
+    """``mmdynconv::carafe``: features (B, C, H, W), masks, kernel_size k, ... -> (B, C, s·H, s·W): k² per output."""
+    k = inputs[2].toIValue()
+    return k * k * prod(get_shape(outputs[0]))
+
+
+OP_HANDLES = {
+    'mmdynconv::ddf': ddf_flop_jit,
+    'mmdynconv::fdconv': fdconv_flop_jit,
+    'prim::PythonOp._FrequencyBandMix': frequency_band_mix_flop_jit,
+    'mmdynconv::kernel_mixture_conv': kernel_mixture_flop_jit,
+    'mmdynconv::carafe': carafe_flop_jit,
+}
 
 
 def flop_analyzer(model, inputs, warnings=False):
-    """A ``FlopAnalyzer`` for ``model(*inputs)`` that also counts mmdynconv's custom ops."""
+    """A ``FlopAnalyzer`` for ``model(*inputs)`` that also counts mmdynconv's ops."""
     analyzer = FlopAnalyzer(model, inputs).set_op_handle(**OP_HANDLES)
     return analyzer.unsupported_ops_warnings(warnings).uncalled_modules_warnings(warnings)
+
+
+def build_model(cfg):
+    """The model of an mmdet / mmseg config, built in its default scope, in eval mode."""
+    from mmengine.registry import MODELS, DefaultScope, init_default_scope
+    init_default_scope(cfg.default_scope)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        return MODELS.build(cfg.model).eval()
+
+
+def _data_samples(cfg, h, w):
+    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w),
+                scale_factor=(1.0, 1.0))
+    if cfg.default_scope == 'mmseg':
+        from mmseg.structures import SegDataSample
+        return [SegDataSample(metainfo=meta)]
+    from mmdet.structures import DetDataSample
+    return [DetDataSample(metainfo=meta)]
+
+
+def model_complexity(cfg, h, w, part=None):
+    """(params, flops, flops by operator) of a config's whole model (tensor-mode forward on one random h×w image,
+    ``part=None``) or of ``model.<part>`` (e.g. 'backbone') applied to the image."""
+    import torch
+    from mmengine.analysis import parameter_count
+    model = build_model(cfg)
+    x = torch.randn(1, 3, h, w)
+    if part is not None:
+        module = getattr(model, part)
+    else:
+        module, samples, tensor_forward = model, _data_samples(cfg, h, w), model._forward
+        module.forward = lambda inputs: tensor_forward(inputs, samples)  # mmdet/mmseg 'tensor' mode
+    with torch.no_grad():
+        analyzer = flop_analyzer(module, (x,))
+        flops = analyzer.total()
+    return parameter_count(module)[''], flops, analyzer.by_operator()
+
+
+OUR_OPS = ('ddf', 'fdconv_kernel', 'fdconv_conv', 'frequency_band_mix', 'kernel_mixture', 'kernel_mixture_conv',
+           'carafe')
+
+DET = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+# (label, config relative to the repository root or an mmdet config, part, input h, w, baseline label, published)
+COMPARISON = (
+    ('ResNet-50 backbone (mmdet, no fc)', DET, 'backbone', 224, 224, None, ''),
+    ('DDF-ResNet-50 backbone (mul)', 'configs/ddf/faster-rcnn_ddf-r50_fpn_1x_coco.py', 'backbone', 224, 224,
+     'ResNet-50 backbone (mmdet, no fc)', 'DDF paper: 16.8 M with the 2.05 M classifier, ≈2.3 GFLOPs'),
+    ('FDConv-ResNet-50 backbone', 'configs/fdconv/faster-rcnn_r50-fdconv_fpn_1x_coco.py', 'backbone', 224, 224,
+     'ResNet-50 backbone (mmdet, no fc)', 'FDConv paper: +3.6 M params'),
+    ('Faster R-CNN R50-FPN (nearest)', DET, None, 800, 1216, None, 'FDConv paper: 37.2 box AP'),
+    ('Faster R-CNN R50-FPN (DDF-Up)', 'configs/ddf/faster-rcnn_r50_ddf-up-fpn_1x_coco.py', None, 800, 1216,
+     'Faster R-CNN R50-FPN (nearest)', ''),
+    ('Faster R-CNN FDConv-R50-FPN', 'configs/fdconv/faster-rcnn_r50-fdconv_fpn_1x_coco.py', None, 800, 1216,
+     'Faster R-CNN R50-FPN (nearest)', 'FDConv paper (published): +3.6 M params, +1.8 GFLOPs, 39.4 box AP'),
+)
+
+
+def comparison_table(root):
+    """Markdown table of :data:`COMPARISON` (configs under ``root``): params, GFLOPs, deltas to the baseline row,
+    the part counted by mmdynconv's handles, and the published figure where there is one."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    header = ('| model | input | params (M) | GFLOPs | Δ params (M) | Δ GFLOPs | of which mmdynconv ops (GFLOPs) '
+              '| published |')
+    measured, lines = {}, [header, '|---|---|---|---|---|---|---|---|']
+    for label, config, part, h, w, base, published in COMPARISON:
+        cfg = (Config.fromstring(f'_base_ = {config!r}', '.py') if config.startswith('mmdet::')
+               else Config.fromfile(osp.join(root, config)))
+        params, flops, ops = model_complexity(cfg, h, w, part)
+        measured[label] = params, flops
+        ours = sum(ops.get(name, 0) for name in OUR_OPS)
+        delta = ('', '') if base is None else (f'{(params - measured[base][0]) / 1e6:+.2f}',
+                                               f'{(flops - measured[base][1]) / 1e9:+.2f}')
+        lines.append(f'| {label} | {h}×{w} | {params / 1e6:.2f} | {flops / 1e9:.2f} | {delta[0]} | {delta[1]} | '
+                     f'{ours / 1e9:.2f} | {published} |')
+        print(lines[-1], flush=True)
+    return '\n'.join(lines)
+
+
+def complexity_page(table, command):
+    """docs/complexity.md: the conventions, the command and the table."""
+    import torch
+    conventions = __doc__.split('\n\n', 1)[1].strip()
+    return (f'# FLOPs and parameters\n\nGenerated by `{command}` (torch {torch.__version__}, CPU); do not edit by '
+            f'hand. Random input, one image, eval mode, tensor-mode forward (no post-processing). Δ columns are '
+            f'against the plain row of the same input size. "published" figures are quoted from the papers, not '
+            f'measured here.\n\n{table}\n\n## How it counts\n\n{conventions}\n')

@@ -1,21 +1,16 @@
-"""tools/convert_fdconv_checkpoint.py, tools/analyze_fdconv_frequency.py and tools/benchmark_fdconv.py."""
-import csv
+"""tools/convert_fdconv_checkpoint.py and tools/analyze_fdconv_frequency.py."""
 import importlib.util
 import os.path as osp
 import re
-import sys
 
 import pytest
 import torch
 
 TESTS = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, TESTS)
-from tool_runner import run_tool  # noqa: E402
 
 
 def _tool(name):
-    """Import tools/<name>.py as a module (converter and analysis run in-process; the benchmark, which changes
-    process-wide settings, runs in a subprocess)."""
+    """Import tools/<name>.py as a module (the converter and the analysis run in-process)."""
     spec = importlib.util.spec_from_file_location(name, osp.join(osp.dirname(TESTS), 'tools', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -128,11 +123,3 @@ def test_frequency_analysis_from_checkpoint(tmp_path, capsys):
     _, out = _run(capsys, 'analyze_fdconv_frequency', '--checkpoint', str(path), '--out', str(tmp_path / 'f.png'))
     assert 'layer: block  (Co=32, Ci=24, k=3, n=8)' in out
 
-
-def test_benchmark_custom_shape(tmp_path):
-    path = tmp_path / 'bench.csv'
-    out = run_tool('tools/benchmark_fdconv.py', '--shape', '24', '32', '3', '10', '10', '2', '--repeats', '1',
-                   '--kernel-num', '8', '--csv', str(path)).stdout
-    assert 'lean/ref t' in out and 'GPU available' in out
-    rows = list(csv.DictReader(open(path)))
-    assert len(rows) == 1 and rows[0]['cin'] == '24' and float(rows[0]['lean_ms']) > 0

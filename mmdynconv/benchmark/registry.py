@@ -1,0 +1,26 @@
+"""The benchmarks the CLI knows: each a :class:`Benchmark` whose ``cases(settings)`` yields harness cases."""
+import dataclasses
+import importlib
+from typing import Callable, Optional
+
+
+@dataclasses.dataclass
+class Benchmark:
+    """``name``: CLI name; ``title`` / ``description``: markdown for the docs; ``cases(settings)``: the cases;
+    ``baselines``: methods the ratio columns divide by; ``finish(rows)``: optional post-processing of the rows."""
+    name: str
+    title: str
+    description: str
+    cases: Callable
+    baselines: tuple = ()
+    finish: Optional[Callable] = None
+
+
+MODULES = {'ddf': 'cases_ddf', 'ddf_up': 'cases_ddf_up', 'convs': 'cases_convs', 'bandwidth': 'cases_bandwidth'}
+
+
+def get_benchmark(name):
+    """The :class:`Benchmark` called ``name`` (one of :data:`MODULES`)."""
+    if name not in MODULES:
+        raise ValueError(f'benchmark must be one of {sorted(MODULES)}, got {name!r}')
+    return importlib.import_module(f'.{MODULES[name]}', __package__).BENCHMARK
