@@ -144,17 +144,18 @@ class _Mixture:
         """M_b = Σ_e r_be W_e of samples ``rows``: (b, G, Cog, Cig, kh, kw)."""
         return self.view6(self.routing[rows] @ self.experts)
 
-    def scale_(self, t, rows):
-        """t ⊙ α_out ⊙ α_in ⊙ α_pos (present ones) of samples ``rows``, in place."""
+    def scale(self, t, rows, in_place):
+        """t ⊙ α_out ⊙ α_in ⊙ α_pos (present ones) of samples ``rows``; in place or into a new tensor."""
         for factor in (self.out, self.inp, self.pos):
             if factor is not None:
-                t.mul_(factor[rows])
+                t = t.mul_(factor[rows]) if in_place else t * factor[rows]
+                in_place = True
         return t
 
-    def kernels(self, mixed, rows, dtype):
+    def kernels(self, mixed, rows, dtype, in_place):
         """The conv weight W_b of samples ``rows`` in ``dtype``, as the (b, Co, kh, kw, Cig) view the per-sample conv
-        reads; ``mixed`` is consumed."""
-        w = self.scale_(mixed, rows).to(dtype)
+        reads; ``mixed`` is overwritten when ``in_place``."""
+        w = self.scale(mixed, rows, in_place).to(dtype)
         return w.view(w.shape[0], self.s.co, self.s.cig, self.s.kh, self.s.kw).permute(0, 1, 3, 4, 2)
 
 
@@ -178,7 +179,7 @@ def _mixture_op(x: torch.Tensor, weight: torch.Tensor, routing: torch.Tensor, sp
         inp = x.to(dtype)
         y = torch.empty(s.b, s.co, s.ho, s.wo, dtype=dtype, device=x.device)
         for rows in sample_chunks(s.b, s.entries, CHUNK_ELEMENTS, MAX_CHUNKS):
-            y[rows] = per_sample_conv_forward(inp, mix.kernels(mix.mixed(rows), rows, dtype), rows, s)
+            y[rows] = per_sample_conv_forward(inp, mix.kernels(mix.mixed(rows), rows, dtype, True), rows, s)
         _add_bias(y, bias)
     return y
 
@@ -223,14 +224,14 @@ def _backward(grad_y, x, weight, routing, spatial_att, in_att, out_att, bias, s,
     mix = _Mixture(weight, routing, spatial_att, in_att, out_att, s)
     inp, grad_y = x.to(dtype), grad_y.to(dtype)
     gx = torch.empty_like(x) if need_x else None
-    gw = torch.zeros_like(mix.experts) if need_w else None
+    gw = None                                                                     # dW_e: (E, N), mixing dtype
     small = {key: torch.empty(s.b, *shape, dtype=mix.dtype, device=x.device) for key, shape, need in
              (('r', (routing.shape[1],), need_r), ('pos', (s.kh, s.kw), need_pos), ('in', (s.ci,), need_in),
               ('out', (s.co,), need_out)) if need}
     need_q = need_pos or need_in or need_out
     for rows in sample_chunks(s.b, s.entries, CHUNK_ELEMENTS, MAX_CHUNKS):
         mixed = mix.mixed(rows)
-        kernels = mix.kernels(mixed.clone() if need_q else mixed, rows, dtype) if need_x else None
+        kernels = mix.kernels(mixed, rows, dtype, not need_q) if need_x else None
         grad_rows = grad_y[rows]
         gi, dk = per_sample_conv_backward(inp, rows, kernels, grad_rows if need_x else None,
                                           grad_rows if need_kernel else None, s)
@@ -246,16 +247,16 @@ def _backward(grad_y, x, weight, routing, spatial_att, in_att, out_att, bias, s,
             _attention_grads(d * mixed, mix, rows, small)
         del mixed
         if need_w or need_r:
-            dm = mix.scale_(d, rows).flatten(1)                                   # dM_b: (b, N)
+            dm = mix.scale(d, rows, True).flatten(1)                              # dM_b: (b, N)
             if need_r:
                 small['r'][rows] = dm @ mix.experts.T
             if need_w:
-                gw.addmm_(mix.routing[rows].T, dm)
+                gw = mix.routing[rows].T @ dm if gw is None else gw.addmm_(mix.routing[rows].T, dm)
             del dm
         del d
     grads[0] = gx
     if gw is not None:
-        grads[1] = gw.view(weight.shape).to(weight.dtype)
+        grads[1] = gw.view(weight.shape).to(weight.dtype)   # (a fresh tensor, not a view: autograd can keep it)
     for index, key, ref in ((2, 'r', routing), (3, 'pos', spatial_att), (4, 'in', in_att), (5, 'out', out_att)):
         if key in small:
             grads[index] = small[key].view(ref.shape).to(ref.dtype)
@@ -263,21 +264,27 @@ def _backward(grad_y, x, weight, routing, spatial_att, in_att, out_att, bias, s,
 
 
 def _attention_grads(q, mix, rows, small):
-    """d α_pos, d α_in, d α_out of samples ``rows`` from Q = dW ⊙ M (b, G, Cog, Cig, kh, kw); absent factors are 1."""
+    """d α_pos, d α_in, d α_out of samples ``rows`` from Q = dW ⊙ M (b, G, Cog, Cig, kh, kw); absent factors are 1.
+
+    Two batched matmuls read Q in place: R1[o, u] = Σ_i Q·α_in and R2[o, i] = Σ_u Q·α_pos; the rest is small."""
     b = q.shape[0]
     s = mix.s
-    cog = s.co // s.groups
+    cog, bg, k2 = s.co // s.groups, b * s.groups, s.kh * s.kw
     ones = q.new_ones(())
-    out = mix.out[rows].view(b, s.groups, cog) if mix.out is not None else ones.expand(b, s.groups, cog)
-    inp = mix.inp[rows].view(b, s.groups, s.cig) if mix.inp is not None else ones.expand(b, s.groups, s.cig)
-    pos = mix.pos[rows].view(b, -1) if mix.pos is not None else ones.expand(b, s.kh * s.kw)
-    q = q.view(b, s.groups, cog, s.cig, -1)
-    if 'pos' in small:
-        small['pos'][rows] = torch.einsum('bgoiu,bgo,bgi->bu', q, out, inp).view(b, s.kh, s.kw)
+    out = mix.out[rows].reshape(bg, cog) if mix.out is not None else ones.expand(bg, cog)
+    inp = mix.inp[rows].reshape(bg, 1, 1, s.cig) if mix.inp is not None else ones.expand(bg, 1, 1, s.cig)
+    pos = mix.pos[rows].reshape(b, 1, k2) if mix.pos is not None else ones.expand(b, 1, k2)
+    q = q.view(bg, cog, s.cig, k2)
+    if 'pos' in small or 'out' in small:
+        r1 = torch.matmul(inp, q).view(b, s.groups * cog, k2)                       # (b, Co, k²)
+        if 'pos' in small:
+            small['pos'][rows] = torch.bmm(out.reshape(b, 1, -1), r1).view(b, s.kh, s.kw)
+        if 'out' in small:
+            small['out'][rows] = (r1 * pos).sum(-1)
     if 'in' in small:
-        small['in'][rows] = torch.einsum('bgoiu,bgo,bu->bgi', q, out, pos).reshape(b, s.ci)
-    if 'out' in small:
-        small['out'][rows] = torch.einsum('bgoiu,bgi,bu->bgo', q, inp, pos).reshape(b, s.co)
+        pos_g = pos.view(b, 1, k2, 1).expand(b, s.groups, k2, 1).reshape(bg, 1, k2, 1)
+        r2 = torch.matmul(q, pos_g).view(bg, cog, s.cig)                             # (b·G, Cog, Cig)
+        small['in'][rows] = torch.bmm(out.view(bg, 1, cog), r2).view(b, s.ci)
 
 
 def _setup_context(ctx, inputs, output):
