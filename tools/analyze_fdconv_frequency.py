@@ -22,22 +22,9 @@ import re
 import torch
 import torch.nn.functional as F
 
-from mmdynconv.ops.fdconv_spectrum import (fourier_band_index, spectrum_scale, spectrum_to_weight,
-                                           weight_to_spectrum, weight_to_tiled)
+from mmdynconv.ops.fdconv_spectrum import band_kernels, spectrum_to_weight, weight_to_spectrum, weight_to_tiled
 
 RESPONSE_SIZE = 32
-
-
-def band_kernels(spectrum, out_channels, in_channels, kernel_size, kernel_num):
-    """(n, Co, Ci, k, k) candidate kernels of an FDW spectrum (mean over n = the static kernel)."""
-    k = kernel_size
-    band = fourier_band_index(out_channels * k, in_channels * k, kernel_num)
-    coefficients = torch.view_as_complex(spectrum.detach().float().contiguous())
-    masked = torch.stack([torch.where(band == j, coefficients, torch.zeros_like(coefficients))
-                          for j in range(kernel_num)])
-    tiled = torch.fft.irfft2(masked, s=(out_channels * k, in_channels * k))
-    scale = spectrum_scale(in_channels, out_channels) * kernel_num
-    return tiled.unflatten(-1, (in_channels, k)).unflatten(-3, (out_channels, k)).transpose(-3, -2) * scale
 
 
 def condconv_split(weight, kernel_num):

@@ -28,6 +28,7 @@ from importlib.util import find_spec
 
 import torch
 
+from mmdynconv.layers.fdconv import is_dynamic
 from mmdynconv.layers.fdconv_release import RELEASE_MARKER, convert_release_checkpoint
 from mmdynconv.ops.fdconv_spectrum import weight_to_spectrum
 
@@ -92,7 +93,7 @@ def convert(state, min_channels, kernel_sizes):
     for key, value in state.items():
         if BLOCK_CONV.match(key) and value.dim() == 4:
             co, ci, k, _ = value.shape
-            if min(ci, co) > min_channels and k in kernel_sizes:
+            if is_dynamic(ci, co, k, min_channels, kernel_sizes):
                 out[key[:-len('weight')] + 'spectrum'] = weight_to_spectrum(value)
                 converted.append(key)
                 continue

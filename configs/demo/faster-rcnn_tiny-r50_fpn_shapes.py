@@ -4,6 +4,7 @@
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmdynconv'], allow_failed_imports=False)
 
+data_hint = 'Generate the demo data with: python tools/generate_demo_data.py --out data/demo'
 data_root = 'data/demo/coco/'
 metainfo = dict(classes=('circle', 'rectangle', 'triangle', 'star'),
                 palette=[(220, 20, 60), (0, 130, 230), (0, 180, 80), (250, 170, 30)])

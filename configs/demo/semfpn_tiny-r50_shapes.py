@@ -4,6 +4,7 @@
 _base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['mmdynconv'], allow_failed_imports=False)
 
+data_hint = 'Generate the demo data with: python tools/generate_demo_data.py --out data/demo'
 data_root = 'data/demo/ade20k'
 # Real ADE20K class names, PNG value = ADE20K index + 1 (tools/generate_demo_data.py: SEG_CLASSES).
 metainfo = dict(classes=('wall', 'ball', 'box', 'tent', 'flower'),

@@ -24,6 +24,12 @@ def _pair(name, value, minimum):
     return check_pair('FDConv', name, value, minimum)
 
 
+def is_dynamic(in_channels, out_channels, kernel_size, dynamic_min_channels=16, dynamic_kernel_sizes=(1, 3)):
+    """The published fallback rule: an FDConv is dynamic only when min(Ci, Co) > ``dynamic_min_channels`` and
+    k ∈ ``dynamic_kernel_sizes``; otherwise it is a plain conv."""
+    return min(in_channels, out_channels) > dynamic_min_channels and kernel_size in tuple(dynamic_kernel_sizes)
+
+
 @MODELS.register_module('FDConv')
 class FDConv(nn.Module):
     """Frequency dynamic convolution with the conv-layer signature of ``mmcv.cnn.build_conv_layer``.
@@ -95,7 +101,7 @@ class FDConv(nn.Module):
             check_choice('FDConv', 'backend', backend, BACKENDS)
         self.backend = backend
         ci, co, k = self.in_channels, self.out_channels, self.kernel_size
-        self.dynamic = min(ci, co) > dynamic_min_channels and k in tuple(dynamic_kernel_sizes)
+        self.dynamic = is_dynamic(ci, co, k, dynamic_min_channels, dynamic_kernel_sizes)
         if ci % self.groups or co % self.groups:
             raise ValueError(f'FDConv: in_channels ({ci}) and out_channels ({co}) must be divisible by groups '
                              f'({self.groups})')

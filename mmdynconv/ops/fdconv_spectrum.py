@@ -49,6 +49,19 @@ def spectrum_to_weight(spectrum: torch.Tensor, out_channels: int, in_channels: i
     return weight.contiguous()
 
 
+def band_kernels(spectrum: torch.Tensor, out_channels: int, in_channels: int, kernel_size: int, kernel_num: int,
+                 band_order: str = 'release') -> torch.Tensor:
+    """The n candidate kernels W_j of an FDW spectrum: (n, Co, Ci, k, k) float32, each the inverse FFT of band j
+    alone times α = s·n, so that their mean is the static kernel (every kernel attention 1/n)."""
+    k = kernel_size
+    band = fourier_band_index(out_channels * k, in_channels * k, kernel_num, band_order)
+    coefficients = torch.view_as_complex(spectrum.detach().float().contiguous())
+    masked = torch.stack([torch.where(band == j, coefficients, torch.zeros_like(coefficients))
+                          for j in range(kernel_num)])
+    tiled = torch.fft.irfft2(masked, s=(out_channels * k, in_channels * k))
+    return tiled_to_weight(tiled, out_channels, in_channels, k) * (spectrum_scale(in_channels, out_channels) * kernel_num)
+
+
 def _signed_frequency_index(n: int) -> torch.Tensor:
     """Integer fftfreq: fftfreq(n) · n, i.e. [0, 1, …, ⌈n/2⌉−1, −⌊n/2⌋, …, −1]."""
     index = torch.arange(n, dtype=torch.int64)

@@ -21,7 +21,6 @@ def load_config(path, launcher='none', work_dir=None, cfg_options=None):
     return cfg
 
 
-DEMO_HINT = 'Generate the demo data with: python tools/generate_demo_data.py --out data/demo'
 
 
 def _datasets(cfg):
@@ -49,7 +48,8 @@ def check_data_paths(cfg):
     """Raise ``FileNotFoundError`` naming the first data path of ``cfg`` that does not exist locally.
 
     Checks ``data_root``, ``ann_file`` and ``data_prefix`` folders of every dataset, and ``ann_file`` of the
-    evaluators. Remote paths (``s3://`` ...) and datasets read through ``backend_args`` are not checked.
+    evaluators. Remote paths (``s3://`` ...) and datasets read through ``backend_args`` are not checked. A config
+    key ``data_hint`` (a string, e.g. how to generate the data) is appended to the message.
     """
     missing = []
     for key, ds in _datasets(cfg):
@@ -71,7 +71,7 @@ def check_data_paths(cfg):
                 missing.append((f'{split}[{i}].ann_file', ev['ann_file']))
     for key, path in missing:
         if not osp.exists(path):
-            hint = f'\n{DEMO_HINT}' if 'demo' in path else ''
+            hint = f"\n{cfg['data_hint']}" if cfg.get('data_hint') else ''
             raise FileNotFoundError(f'{key}: data path {path!r} does not exist (cwd: {os.getcwd()}).{hint}')
 
 
