@@ -7,7 +7,8 @@ For output pixel (Y, X) of a ×S upsampling, y = ⌊Y/S⌋, x = ⌊X/S⌋, group
 
 Memory-light: no (B, C·k², S·H, S·W) unfold. The forward loops over the k² taps and accumulates a broadcast
 product of the shifted low-resolution features with that tap's mask into the output; the backward does the same for
-the two gradients. Temporaries are at most one output-sized tensor per tap. Half-precision inputs accumulate in fp32.
+the two gradients. Besides inputs, outputs and their fp32 copies, one output-sized buffer is reused by every tap.
+Half-precision inputs accumulate in fp32.
 Double backward is not supported.
 """
 import torch
@@ -62,26 +63,27 @@ def _validate(features, masks, kernel_size, group_size, scale_factor):
 
 
 def _views(features, masks, k, group, s):
-    """Padded features viewed (B, G, C/G, H+2r, W+2r) and masks viewed (B, G, k², H, S, W, S), in the accumulation
-    dtype."""
+    """Padded features (B, G, C/G, H+2r, W+2r) and the masks pixel-unshuffled to (B, G, k², S, S, H, W), in the
+    accumulation dtype. In this sub-pixel-major layout every product below runs over contiguous rows of W."""
     b, c, h, w = features.shape
     acc = torch.promote_types(features.dtype, torch.float32)
     r = (k - 1) // 2
     padded = F.pad(features.to(acc), (r, r, r, r)).view(b, group, c // group, h + 2 * r, w + 2 * r)
-    return padded, masks.to(acc).reshape(b, group, k * k, h, s, w, s)
+    return padded, F.pixel_unshuffle(masks.to(acc), s).view(b, group, k * k, s, s, h, w)
 
 
 def carafe_forward_reference(features, masks, kernel_size, group_size, scale_factor):
-    """The tap loop of the forward: (B, C, S·H, S·W)."""
+    """The tap loop of the forward: (B, C, S·H, S·W). Accumulates the (B, G, C/G, S, S, H, W) pixel-unshuffled
+    output, then pixel-shuffles it once."""
     b, c, h, w = features.shape
     k, s = kernel_size, scale_factor
     padded, m = _views(features, masks, k, group_size, s)
-    out = padded.new_zeros(b, group_size, c // group_size, h, s, w, s)
+    out = padded.new_zeros(b, group_size, c // group_size, s, s, h, w)
     for t in range(k * k):
         i, j = divmod(t, k)
-        shifted = padded[:, :, :, i:i + h, j:j + w]                                # (B, G, C/G, H, W)
-        out.addcmul_(shifted[:, :, :, :, None, :, None], m[:, :, t:t + 1])
-    return out.view(b, c, h * s, w * s).to(features.dtype)
+        shifted = padded[:, :, :, None, None, i:i + h, j:j + w]                    # (B, G, C/G, 1, 1, H, W)
+        out.addcmul_(shifted, m[:, :, None, t])
+    return F.pixel_shuffle(out.view(b, c * s * s, h, w), s).to(features.dtype)
 
 
 def carafe_backward_reference(grad, features, masks, kernel_size, group_size, scale_factor, need_features,
@@ -91,18 +93,22 @@ def carafe_backward_reference(grad, features, masks, kernel_size, group_size, sc
     k, s, g = kernel_size, scale_factor, group_size
     r = (k - 1) // 2
     padded, m = _views(features, masks, k, g, s)
-    go = grad.to(padded.dtype).reshape(b, g, c // g, h, s, w, s)
+    go = F.pixel_unshuffle(grad.to(padded.dtype), s).view(b, g, c // g, s, s, h, w)
     grad_padded = torch.zeros_like(padded) if need_features else None
-    grad_masks = masks.new_empty(b, g, k * k, h, s, w, s, dtype=padded.dtype) if need_masks else None
+    grad_m = padded.new_empty(b, g, k * k, s, s, h, w) if need_masks else None
+    product = torch.empty_like(go) if need_masks else None
     for t in range(k * k):
         i, j = divmod(t, k)
         if need_features:   # Σ over the S×S sub-pixels of grad · mask_t, shifted back
-            grad_padded[:, :, :, i:i + h, j:j + w] += (go * m[:, :, t:t + 1]).sum((4, 6))
+            target = grad_padded[:, :, :, i:i + h, j:j + w]
+            for p in range(s):
+                for q in range(s):
+                    target.addcmul_(go[:, :, :, p, q], m[:, :, t:t + 1, p, q])
         if need_masks:      # Σ over the group's channels of grad · shifted features
-            shifted = padded[:, :, :, i:i + h, j:j + w]
-            grad_masks[:, :, t] = (go * shifted[:, :, :, :, None, :, None]).sum(2)
+            torch.mul(go, padded[:, :, :, None, None, i:i + h, j:j + w], out=product)
+            torch.sum(product, 2, out=grad_m[:, :, t])
     gf = grad_padded[:, :, :, r:r + h, r:r + w].reshape(b, c, h, w).to(features.dtype) if need_features else None
-    gm = grad_masks.view(masks.shape).to(masks.dtype) if need_masks else None
+    gm = F.pixel_shuffle(grad_m.view(b, -1, h, w), s).to(masks.dtype) if need_masks else None
     return gf, gm
 
 
