@@ -137,7 +137,8 @@ def main(argv=None):
     parser.add_argument('src', help='ResNet checkpoint (torchvision, openmmlab or mmpretrain layout) or an FDConv '
                         'release checkpoint')
     parser.add_argument('dst', help='output checkpoint for FDConvResNet / FDConvResNetV1c')
-    parser.add_argument('--layout', choices=['auto', 'torchvision', 'openmmlab', 'mmpretrain', 'release'], default='auto')
+    parser.add_argument('--layout', choices=['auto', 'torchvision', 'openmmlab', 'mmpretrain', 'release'],
+                        default='auto')
     parser.add_argument('--kernel-num', type=int, default=64, help='FDConv kernel_num of the target (default 64)')
     parser.add_argument('--dynamic-min-channels', type=int, default=16,
                         help='FDConv fallback rule: dynamic only if min(Ci, Co) exceeds this (default 16)')

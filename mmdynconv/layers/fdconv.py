@@ -121,7 +121,8 @@ class FDConv(nn.Module):
             raise ValueError(f'FDConv: local_kernel_size must be odd, got {local_kernel_size}')
         self.use_fbm = k == 3 if use_fbm is None else use_fbm
         self.scale = spectrum_scale(ci, co) * self.kernel_num
-        self.register_buffer('band_index', fourier_band_index(co * k, ci * k, self.kernel_num, band_order), persistent=False)
+        band_index = fourier_band_index(co * k, ci * k, self.kernel_num, band_order)
+        self.register_buffer('band_index', band_index, persistent=False)
         self.spectrum = nn.Parameter(torch.empty(co * k, ci * k // 2 + 1, 2))
         self.bias = nn.Parameter(torch.empty(co)) if bias else None
         self.ksm_global = KernelSpatialModulationGlobal(ci, co, k, self.kernel_num, reduction, min_attention_channels)

@@ -107,7 +107,7 @@ def convert_release_layer(state_dict, prefix, num_fbm_maps):
 
 
 def convert_release_checkpoint(state_dict):
-    """Convert every release-layout FDConv layer of a whole checkpoint (any prefixes, e.g. ``backbone.layer1.0.conv1.``).
+    """Convert every release-layout FDConv layer of a whole checkpoint (any prefix, e.g. ``backbone.layer1.0.conv1.``).
 
     Returns:
         (new state dict, the converted layer prefixes, error messages). Keys of other modules are kept as they are.

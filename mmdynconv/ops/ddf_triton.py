@@ -184,9 +184,9 @@ class LaunchConfig:
 
 def default_config(x: torch.Tensor, kernel_size: int, heads: int, out_hw) -> LaunchConfig:
     """Tiles of up to 16 channels of a head × pixels: 1024 elements for the element-wise kernels (8 per thread at 4
-    warps), 2048 for the filter-gradient kernel: 80-128 registers and no spills when compiled for sm_90. The filter-gradient partial sums
-    stay below the size of x: its tile spans at least k²·(accumulator bytes / x bytes) pixels, and its channel
-    splits (used when there are fewer than 512 programs) are capped likewise."""
+    warps), 2048 for the filter-gradient kernel: 80-128 registers and no spills when compiled for sm_90. The
+    filter-gradient partial sums stay below the size of x: its tile spans at least k²·(accumulator bytes / x bytes)
+    pixels, and its channel splits (used when there are fewer than 512 programs) are capped likewise."""
     B, C, H, W = x.shape
     cg, k2 = max(1, C // heads), kernel_size * kernel_size
     n_out = out_hw[0] * out_hw[1]

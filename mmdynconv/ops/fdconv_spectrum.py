@@ -59,7 +59,8 @@ def band_kernels(spectrum: torch.Tensor, out_channels: int, in_channels: int, ke
     masked = torch.stack([torch.where(band == j, coefficients, torch.zeros_like(coefficients))
                           for j in range(kernel_num)])
     tiled = torch.fft.irfft2(masked, s=(out_channels * k, in_channels * k))
-    return tiled_to_weight(tiled, out_channels, in_channels, k) * (spectrum_scale(in_channels, out_channels) * kernel_num)
+    scale = spectrum_scale(in_channels, out_channels) * kernel_num
+    return tiled_to_weight(tiled, out_channels, in_channels, k) * scale
 
 
 def _signed_frequency_index(n: int) -> torch.Tensor:
