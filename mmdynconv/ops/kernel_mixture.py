@@ -26,8 +26,7 @@ dtype.
 import torch
 import torch.nn.functional as F
 
-from .per_sample_conv import (ConvShape, conv_dtype, per_sample_conv_backward, per_sample_conv_forward,
-                              sample_chunks)
+from .per_sample_conv import ConvShape, conv_dtype, per_sample_conv_backward, per_sample_conv_forward, sample_chunks
 
 CHUNK_ELEMENTS = 1 << 21   # mixed-kernel entries per chunk (8 MiB fp32; at least one sample, at most MAX_CHUNKS)
 MAX_CHUNKS = 8
