@@ -25,6 +25,7 @@ class CondConv(KernelMixtureConv):
     """
 
     NAME = 'CondConv'
+    KERNELS_ARG = 'num_experts'
     MIXED_BIAS = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,

@@ -42,6 +42,7 @@ class KernelMixtureConv(nn.Module):
     """
 
     NAME = 'KernelMixtureConv'
+    KERNELS_ARG = 'num_kernels'   # the subclass's name for E, used in error messages
     MIXED_BIAS = False
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
@@ -60,7 +61,7 @@ class KernelMixtureConv(nn.Module):
                              f'({out_channels})')
         if not isinstance(bias, bool):
             raise TypeError(f'{name}: bias must be a bool, got {bias!r}')
-        self.num_kernels = check_int(name, 'num_kernels', num_kernels, 1)
+        self.num_kernels = check_int(name, self.KERNELS_ARG, num_kernels, 1)
         self.weight = nn.Parameter(torch.empty(num_kernels, out_channels, in_channels // groups, *self.kernel_size))
         if bias:
             shape = (num_kernels, out_channels) if self.MIXED_BIAS else (out_channels,)

@@ -31,6 +31,7 @@ class ODConv(KernelMixtureConv):
     """
 
     NAME = 'ODConv'
+    KERNELS_ARG = 'kernel_num'
     MIXED_BIAS = False
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=False,

@@ -212,8 +212,12 @@ def test_bad_arguments_name_the_argument():
         DYConv(6, 8, 0)
     with pytest.raises(TypeError, match='ODConv: stride'):
         ODConv(6, 8, 3, stride=1.5)
-    with pytest.raises(ValueError, match='CondConv: num_kernels'):
+    with pytest.raises(ValueError, match='CondConv: num_experts'):
         CondConv(6, 8, 3, num_experts=0)
+    with pytest.raises(TypeError, match='ODConv: kernel_num'):
+        ODConv(6, 8, 3, kernel_num=2.0)
+    with pytest.raises(ValueError, match='DYConv: num_kernels'):
+        DYConv(6, 8, 3, num_kernels=0)
     with pytest.raises(ValueError, match='DYConv: temperature'):
         DYConv(6, 8, 3, temperature=0)
     with pytest.raises(ValueError, match='DYConv: reduction'):
