@@ -255,3 +255,17 @@ def test_temperature_hook_anneals_every_layer(scope):
         TemperatureAnnealHook(anneal=0)
     with pytest.raises(ValueError, match='start'):
         TemperatureAnnealHook(start=0)
+
+
+def test_compiles_without_graph_breaks():
+    """The kernel-mixture op is one custom op with a fake implementation: torch.compile(fullgraph=True) traces the
+    layer, forward and backward."""
+    torch.manual_seed(0)
+    layer = ODConv(8, 8, 3, padding=1, groups=2).eval()
+    compiled = torch.compile(layer, backend='aot_eager', fullgraph=True)
+    x = torch.randn(2, 8, 7, 7, requires_grad=True)
+    y = compiled(x)
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    x2 = x.detach().requires_grad_()
+    torch.testing.assert_close(y, layer(x2))
+    torch.testing.assert_close(gx, torch.autograd.grad(layer(x2).sum(), x2)[0])

@@ -172,3 +172,16 @@ def test_bad_arguments_name_the_argument():
         DySample(8, 1)
     with pytest.raises(ValueError, match=r'expected input \(B, 8, H, W\)'):
         DySample(8, 2)(torch.randn(1, 4, 3, 3))
+
+
+@pytest.mark.parametrize('cls', [CARAFETorch, DySample])
+def test_compiles_without_graph_breaks(cls):
+    torch.manual_seed(0)
+    layer = cls(8, 2)
+    compiled = torch.compile(layer, backend='aot_eager', fullgraph=True)
+    x = torch.randn(1, 8, 5, 6, requires_grad=True)
+    y = compiled(x)
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    x2 = x.detach().requires_grad_()
+    torch.testing.assert_close(y, layer(x2))
+    torch.testing.assert_close(gx, torch.autograd.grad(layer(x2).sum(), x2)[0])
