@@ -8,8 +8,7 @@ from ._optional import is_installed
 from .version import __version__
 
 if is_installed('mmengine'):
-    from . import layers  # noqa: F401  (registers conv / upsample layers)
-    from . import models  # noqa: F401  (registers necks and backbones)
+    from . import layers, models  # noqa: F401  (register conv / upsample layers, necks and backbones)
     from .utils.config_scope import register_config_scope
     register_config_scope()  # `_base_ = 'mmdynconv::...'` in configs parsed after this import
 

@@ -15,8 +15,7 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmdynconv.utils import (allow_runner_checkpoints, check_data_paths, load_config,  # noqa: E402
-                             setup_cpu_distributed)
+from mmdynconv.utils import allow_runner_checkpoints, check_data_paths, load_config, setup_cpu_distributed  # noqa: E402
 from mmdynconv.utils.config_scope import replace_package_scope  # noqa: E402
 
 

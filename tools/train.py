@@ -17,8 +17,13 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmdynconv.utils import (allow_runner_checkpoints, check_data_paths, enable_amp,  # noqa: E402
-                             load_config, setup_cpu_distributed)
+from mmdynconv.utils import (  # noqa: E402
+    allow_runner_checkpoints,
+    check_data_paths,
+    enable_amp,
+    load_config,
+    setup_cpu_distributed,
+)
 from mmdynconv.utils.config_scope import replace_package_scope  # noqa: E402
 
 

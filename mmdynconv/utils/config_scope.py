@@ -18,8 +18,8 @@ So it works wherever mmdynconv is imported before the config is parsed: our ``to
 mmseg's own ``tools/train.py``: ``custom_imports`` is read from the parsed config, too late for its ``_base_``.
 
 mmengine also stamps the prefix of a ``PKG::`` base as the registry scope (``_scope_``) of every top-level dict with
-a ``type`` that does not carry a scope yet. ``mmdynconv`` is no registry scope (our configs run in the ``mmdet`` or
-``mmseg`` scope that their ``default_scope`` names), so :func:`replace_package_scope` rewrites those stamps to the
+a ``type`` that does not carry a scope yet. ``mmdynconv`` is no registry scope (our configs run in the scope their
+``default_scope`` names: ``mmdet``, ``mmseg``, ...), so :func:`replace_package_scope` rewrites those stamps to the
 config's ``default_scope``; our tools call it after loading a config.
 """
 from mmengine.config.utils import MODULE2PACKAGE
@@ -44,7 +44,7 @@ def replace_package_scope(cfg):
     count = _replace(cfg._cfg_dict, default_scope)
     if count and not default_scope:
         raise ValueError(f"config {cfg.filename!r} inherits 'mmdynconv::' bases but sets no default_scope; expected "
-                         "default_scope = 'mmdet' or 'mmseg' (the scope our configs are written for)")
+                         "the registry scope its types live in, e.g. default_scope = 'mmdet' or 'mmseg'")
     return count
 
 

@@ -1,0 +1,254 @@
+"""Installed the OpenMMLab way: ``mmdynconv::`` config bases, the metafiles ``mim search`` reads, and (slow) a wheel
+built from this checkout, installed into a fresh environment, driven through ``mim search / train / test``; an
+editable ``mim install -e`` and a plain ``pip install`` of a source tree."""
+import glob
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+from mmengine.config import Config
+from mmengine.config.utils import MODULE2PACKAGE
+from mmengine.utils import get_installed_path
+from packaging_env import build_wheel, install_wheel, make_env, run
+from tool_runner import ROOT
+
+import mmdynconv
+from mmdynconv.utils.config_scope import PACKAGE, register_config_scope, replace_package_scope
+
+CONFIGS = sorted(osp.relpath(p, osp.join(ROOT, 'configs'))
+                 for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+                 if '_base_' not in p.split(os.sep))
+DEMO_DET = 'demo/faster-rcnn_tiny-r50_fpn_shapes.py'
+PAPER_DET = 'fdconv/faster-rcnn_r50-fdconv_fpn_1x_coco.py'
+NOT_SUPPORTED = 'mmengine does not support to load mmdynconv config'
+
+
+def scopes(node):
+    """Every ``_scope_`` value in a (nested) config dict."""
+    if isinstance(node, dict):
+        return ([node['_scope_']] if '_scope_' in node else []) + [s for v in node.values() for s in scopes(v)]
+    if isinstance(node, (list, tuple)):
+        return [s for v in node for s in scopes(v)]
+    return []
+
+
+def user_config(tmp_path, base, extra=''):
+    path = tmp_path / 'user_config.py'
+    path.write_text(f'_base_ = {base!r}\n{extra}')
+    return str(path)
+
+
+# --- mmdynconv:: bases -----------------------------------------------------------------------------------------
+
+def test_import_registers_the_scope_once():
+    assert MODULE2PACKAGE[PACKAGE] == 'mmdynconv.version'
+    assert register_config_scope() == (PACKAGE, 'mmdynconv.version')
+    # mmengine locates the package that is really imported (wheel or editable checkout alike)
+    assert get_installed_path(MODULE2PACKAGE[PACKAGE]) == osp.dirname(mmdynconv.__file__)
+
+
+def test_user_config_inherits_a_paper_config(tmp_path):
+    cfg = Config.fromfile(user_config(tmp_path, f'mmdynconv::{PAPER_DET}', 'model = dict(neck=dict(num_outs=4))\n'))
+    assert cfg.default_scope == 'mmdet'
+    assert cfg.model.backbone.type == 'FDConvResNet' and cfg.model.neck.num_outs == 4
+    assert cfg.model._scope_ == 'mmdet'
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_every_config_is_a_valid_base(config, tmp_path):
+    """Any shipped config can be inherited; after replace_package_scope every scope is the config's own."""
+    cfg = Config.fromfile(user_config(tmp_path, f'mmdynconv::{config}'))
+    assert cfg.default_scope, config
+    stamped = scopes(cfg._cfg_dict)
+    assert replace_package_scope(cfg) == stamped.count(PACKAGE)
+    assert set(scopes(cfg._cfg_dict)) <= {cfg.default_scope}, config
+    assert cfg.model._scope_ == cfg.default_scope
+
+
+def test_mmengine_stamps_the_package_prefix(tmp_path):
+    """mmengine stamps the ``mmdynconv`` prefix as the scope of the demo config's own top-level lists, a scope with
+    no registry (building in it falls back to the wrong registries): the reason for replace_package_scope."""
+    cfg = Config.fromfile(user_config(tmp_path, f'mmdynconv::{DEMO_DET}'))
+    assert {d._scope_ for d in cfg.param_scheduler} == {PACKAGE}
+
+
+def test_replace_package_scope_needs_a_default_scope():
+    cfg = Config(dict(default_scope='mmseg', a=[dict(type='X', _scope_=PACKAGE), dict(type='Y', _scope_='mmdet')]))
+    assert replace_package_scope(cfg) == 1 and [d['_scope_'] for d in cfg.a] == ['mmseg', 'mmdet']
+    bare = Config(dict(a=dict(type='X', _scope_=PACKAGE)))
+    with pytest.raises(ValueError, match='default_scope'):
+        replace_package_scope(bare)
+
+
+@pytest.mark.parametrize('custom_imports', [False, True])
+def test_config_parsed_before_import_fails_clearly(tmp_path, custom_imports):
+    """The documented limitation: a program that parses the config before importing mmdynconv (mmdet's own
+    tools/train.py, for instance) gets mmengine's assertion, and custom_imports in the config cannot help."""
+    extra = "custom_imports = dict(imports=['mmdynconv'])\n" if custom_imports else ''
+    path = user_config(tmp_path, f'mmdynconv::{DEMO_DET}', extra)
+    code = ('import sys\nfrom mmengine.config import Config\n'
+            'assert "mmdynconv" not in sys.modules\n'
+            f'Config.fromfile({path!r})\n')
+    proc = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode != 0 and NOT_SUPPORTED in proc.stderr, proc.stderr[-2000:]
+
+
+def test_checkout_mim_folder_links_the_sources():
+    """In an editable install of this checkout, mmdynconv/.mim holds symlinks to configs/, tools/, model-index.yml."""
+    if osp.dirname(osp.dirname(mmdynconv.__file__)) != ROOT:
+        pytest.skip('mmdynconv is not installed from this checkout')
+    mim = osp.join(ROOT, 'mmdynconv', '.mim')
+    for item in ('configs', 'tools', 'model-index.yml'):
+        assert osp.realpath(osp.join(mim, item)) == osp.join(ROOT, item), f'reinstall: pip install -e . ({item})'
+
+
+# --- metafiles (mim search) ------------------------------------------------------------------------------------
+
+def load_index():
+    index = yaml.safe_load(open(osp.join(ROOT, 'model-index.yml')))
+    return {path: yaml.safe_load(open(osp.join(ROOT, path))) for path in index['Import']}
+
+
+def test_model_index_imports_every_metafile():
+    listed = set(load_index())
+    found = {osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '*', 'metafile.yml'))}
+    assert listed == found
+
+
+def test_every_config_has_one_model_entry():
+    entries = [m['Config'] for meta in load_index().values() for m in meta['Models']]
+    assert sorted(entries) == sorted(f'configs/{c}' for c in CONFIGS)
+    names = [m['Name'] for meta in load_index().values() for m in meta['Models']]
+    assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize('metafile', sorted(load_index()))
+def test_metafile_entries(metafile):
+    meta = load_index()[metafile]
+    collections = {c['Name']: c for c in meta['Collections']}
+    for c in collections.values():
+        assert c['Paper']['Title'] and c['Paper']['URL'].startswith('https://'), c['Name']
+        assert 'Code' not in c or c['Code']['URL'].startswith('https://github.com/'), c['Name']
+    for model in meta['Models']:
+        assert model['In Collection'] in collections, model['Name']
+        assert osp.basename(model['Config']) == model['Name'] + '.py'
+        assert osp.dirname(model['Config']) == osp.dirname(metafile)
+        for result in model.get('Results', []):
+            assert result['Task'] and result['Dataset'] and result['Metrics'], model['Name']
+            assert all(isinstance(v, (int, float)) for v in result['Metrics'].values()), model['Name']
+        if model.get('Results'):
+            source = model['Metadata']['Results Source']
+            assert source.startswith(('published', 'demo, measured here')), model['Name']
+
+
+def readme_numbers(name):
+    """The numbers of the README's demo-results row for ``name``."""
+    rows = [line for line in open(osp.join(ROOT, 'README.md')) if line.startswith(f'| `{name}`')]
+    assert len(rows) == 1, name
+    return {float(x) for x in re.findall(r'(?<![\w.])\d+\.\d+(?![\w.])', rows[0])}
+
+
+def test_demo_results_are_the_readme_numbers():
+    models = [m for meta in load_index().values() for m in meta['Models']
+              if m.get('Metadata', {}).get('Results Source', '').startswith('demo')]
+    assert models
+    for model in models:
+        values = {v for r in model['Results'] for v in r['Metrics'].values()}
+        assert values <= readme_numbers(model['Name']), model['Name']
+
+
+# --- a built wheel in a fresh environment (slow) ----------------------------------------------------------------
+
+def demo_det_options(data):
+    """Point the demo detector at the small test dataset: 8 images, batch 4, one epoch = 2 iterations + a val."""
+    root = osp.join(data, 'coco') + '/'
+    ann = root + 'annotations/instances_val2017.json'
+    opts = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1', 'default_hooks.logger.interval=1',
+            f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}']
+    for split in ('train', 'val', 'test'):
+        opts += [f'{split}_dataloader.dataset.data_root={root}', f'{split}_dataloader.num_workers=0',
+                 f'{split}_dataloader.persistent_workers=False', f'{split}_dataloader.batch_size=4']
+    return opts
+
+
+@pytest.fixture(scope='module')
+def wheel_env(tmp_path_factory):
+    """(wheel, python of a fresh venv with the wheel installed, an empty working folder)."""
+    tmp = str(tmp_path_factory.mktemp('wheel'))
+    wheel = build_wheel(tmp)
+    python = make_env(tmp)
+    install_wheel(python, wheel)
+    cwd = osp.join(tmp, 'cwd')
+    os.makedirs(cwd)
+    return wheel, python, cwd
+
+
+def env_run(python, cwd, *args, timeout=600):
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'TRITON_INTERPRET')}
+    return run([python, *args], cwd=cwd, env=env, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_wheel_carries_the_mim_folder(wheel_env):
+    import zipfile
+    names = set(zipfile.ZipFile(wheel_env[0]).namelist())
+    expected = {'mmdynconv/.mim/model-index.yml', 'mmdynconv/.mim/tools/train.py', 'mmdynconv/.mim/tools/test.py'}
+    expected |= {f'mmdynconv/.mim/configs/{c}' for c in CONFIGS}
+    expected |= {f'mmdynconv/.mim/{m}' for m in load_index()}
+    assert expected <= names, sorted(expected - names)
+    assert not any('__pycache__' in n for n in names)
+
+
+@pytest.mark.slow
+def test_wheel_is_what_the_fresh_env_imports(wheel_env):
+    _, python, cwd = wheel_env
+    out = env_run(python, cwd, '-c', 'import sys, mmdynconv; print(mmdynconv.__file__); print(sys.path)')
+    path = out.splitlines()[0]
+    assert path.startswith(osp.dirname(osp.dirname(python))) and 'site-packages' in path, out
+    assert ROOT not in out.splitlines()[1]
+
+
+@pytest.mark.slow
+def test_mim_search_lists_every_config(wheel_env):
+    _, python, cwd = wheel_env
+    out = env_run(python, cwd, '-m', 'mim', 'search', 'mmdynconv')
+    for meta in load_index().values():
+        for model in meta['Models']:
+            assert f'config id: {model["Name"]}' in out, model['Name']
+
+
+@pytest.mark.slow
+def test_mim_train_and_test_a_demo_config(wheel_env, demo_data, tmp_path):
+    _, python, cwd = wheel_env
+    work = str(tmp_path / 'work')
+    out = env_run(python, cwd, '-m', 'mim', 'train', 'mmdynconv', f'configs/{DEMO_DET}', '--work-dir', work,
+                  '--cfg-options', *demo_det_options(demo_data))
+    assert '.mim/tools/train.py' in out and 'coco/bbox_mAP' in out
+    assert 'Failed to search registry' not in out
+    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+    out = env_run(python, cwd, '-m', 'mim', 'test', 'mmdynconv', f'configs/{DEMO_DET}', '--checkpoint',
+                  osp.join(work, 'epoch_1.pth'), '--work-dir', str(tmp_path / 'test'),
+                  '--cfg-options', *demo_det_options(demo_data))
+    assert '.mim/tools/test.py' in out and 'coco/bbox_mAP' in out
+
+
+@pytest.mark.slow
+def test_user_config_inheriting_mmdynconv_builds_in_the_fresh_env(wheel_env, tmp_path):
+    _, python, cwd = wheel_env
+    path = user_config(tmp_path, f'mmdynconv::{PAPER_DET}', "model = dict(backbone=dict(init_cfg=None))\n")
+    code = ('import mmdynconv\n'
+            'from mmengine.config import Config\n'
+            'from mmengine.registry import MODELS, init_default_scope\n'
+            'from mmdynconv.utils.config_scope import replace_package_scope\n'
+            f'cfg = Config.fromfile({path!r})\n'
+            'replace_package_scope(cfg)\n'
+            'init_default_scope(cfg.default_scope)\n'
+            'model = MODELS.build(cfg.model)\n'
+            'n = sum(type(m).__name__ == "FDConv" for m in model.modules())\n'
+            'print(type(model).__name__, type(model.backbone).__name__, n)\n')
+    out = env_run(python, cwd, '-c', code)
+    assert 'FasterRCNN FDConvResNet 48' in out, out[-3000:]
