@@ -135,7 +135,9 @@ def test_builds_in_scope_and_in_upsampler_fpn(scope, cfg, cls):
                                    upsample_cfg=cfg))
     assert type(layer) is cls and layer(torch.randn(1, 16, 3, 5)).shape == (1, 16, 6, 10)
     assert isinstance(neck, UpsamplerFPN) and all(type(u) is cls for u in neck.upsamplers)
-    neck.init_weights()
+    neck.init_weights()   # the neck's Xavier init, then each upsampler's own (near-identity kernels / offsets)
+    last = [u.content_encoder if cls is CARAFETorch else u.offset for u in neck.upsamplers]
+    assert all(float(m.weight.std()) < 0.002 and not m.bias.any() for m in last)
     inputs = [torch.randn(2, c, s, s + 1) for c, s in ((8, 17), (16, 9), (32, 5))]   # odd sizes: cropped
     outs = neck(inputs)
     assert [o.shape[2:] for o in outs] == [(17, 18), (9, 10), (5, 6), (3, 3)]
