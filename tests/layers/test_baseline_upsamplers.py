@@ -187,3 +187,11 @@ def test_compiles_without_graph_breaks(cls):
     x2 = x.detach().requires_grad_()
     torch.testing.assert_close(y, layer(x2))
     torch.testing.assert_close(gx, torch.autograd.grad(layer(x2).sum(), x2)[0])
+
+
+def test_dysample_state_dict_names_are_the_authors():
+    assert set(DySample(16, 2).state_dict()) == {'offset.weight', 'offset.bias', 'init_pos'}
+    layer = DySample(16, 2, groups=4, dyscope=True)
+    assert {k: tuple(v.shape) for k, v in layer.state_dict().items()} == {
+        'offset.weight': (32, 16, 1, 1), 'offset.bias': (32,), 'scope.weight': (32, 16, 1, 1), 'scope.bias': (32,),
+        'init_pos': (1, 32, 1, 1)}
