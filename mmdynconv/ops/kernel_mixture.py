@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .per_sample_conv import ConvShape, conv_dtype, per_sample_conv_backward, per_sample_conv_forward, sample_chunks
 
-CHUNK_ELEMENTS = 1 << 21   # mixed-kernel entries per chunk (8 MiB fp32; at least one sample, at most MAX_CHUNKS)
+CHUNK_ELEMENTS = 1 << 23   # mixed-kernel entries per chunk (32 MiB fp32; at least one sample, at most MAX_CHUNKS)
 MAX_CHUNKS = 8
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 NAME = 'kernel_mixture_conv'
