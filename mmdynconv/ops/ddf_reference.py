@@ -50,7 +50,7 @@ def _taps(kernel_size, stride, dilation, in_hw, out_hw):
                 yield i * kernel_size + j, (rows[0], cols[0]), (rows[1], cols[1])
 
 
-def _compute_layout(channels_per_head: int, out_width: int) -> torch.memory_format:
+def compute_layout(channels_per_head: int, out_width: int) -> torch.memory_format:
     """Memory order of the element-wise work: the one with the longer innermost loop (channels vs. image row)."""
     return torch.channels_last if channels_per_head > 2 * out_width else torch.contiguous_format
 
@@ -93,7 +93,7 @@ def _forward_taps(x, channel_filter, spatial_filter, kernel_size, stride, dilati
     G = spatial_filter.shape[1] // k2
     Ho, Wo = spatial_filter.shape[2:]
     acc = accum_dtype(x.dtype)
-    layout = _compute_layout(C // G, Wo)
+    layout = compute_layout(C // G, Wo)
     out = torch.empty((B, C, Ho, Wo), dtype=acc, device=x.device, memory_format=layout).zero_()
     out5 = out.unflatten(1, (G, C // G))                                    # (B, G, C/G, Ho, Wo)
     x5 = x.contiguous(memory_format=layout).unflatten(1, (G, C // G))       # (B, G, C/G, H, W)
@@ -136,7 +136,7 @@ def _backward_taps(grad, x, channel_filter, spatial_filter, kernel_size, stride,
     cg = C // G
     Ho, Wo = spatial_filter.shape[2:]
     acc = accum_dtype(x.dtype)
-    layout = _compute_layout(cg, Wo)
+    layout = compute_layout(cg, Wo)
     g5 = grad.to(acc).contiguous(memory_format=layout).unflatten(1, (G, cg))  # (B, G, C/G, Ho, Wo)
     x5 = x.contiguous(memory_format=layout).unflatten(1, (G, cg))
     fc_taps = _channel_taps(channel_filter, G, acc)                         # (k², B, G, C/G, 1, 1)

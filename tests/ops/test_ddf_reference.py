@@ -73,7 +73,7 @@ def test_dtypes_and_layouts(ddf_helpers, dtype, layout):
     (1, 2, 'add', torch.float32, 'channels_last'), (2, 1, 'mul', torch.bfloat16, 'contiguous')])
 def test_channels_last_compute_path(ddf_helpers, stride, heads, combine, dtype, layout):
     """Many channels per head on a narrow map: the reference computes in channels-last memory."""
-    assert ddf_reference._compute_layout(16 // heads, (3 - 1) // stride + 1) == torch.channels_last
+    assert ddf_reference.compute_layout(16 // heads, (3 - 1) // stride + 1) == torch.channels_last
     _check_against_oracle(ddf_helpers, 2, 16, 9, 3, 3, stride, 2, heads, combine, dtype, layout)
 
 

@@ -10,7 +10,7 @@ from mmengine.registry import MODELS, DefaultScope, init_default_scope
 
 from mmdynconv.layers import FDConv
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PAPER = sorted(glob.glob(osp.join(ROOT, 'configs', 'fdconv', '*.py')))
 DEMO = sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', '*fdconv*.py')))
 
