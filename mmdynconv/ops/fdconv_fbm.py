@@ -89,37 +89,25 @@ def _basis_width(n, max_frequency):
     return 2 * max_frequency + 1 - (1 if 2 * max_frequency == n and n > 0 else 0)
 
 
-def _row_weights(r, n, kmax):
-    """Per basis function of U_n up to kmax: symmetric weight s, rotation partner index and rotation weight t."""
+def _basis_weights(mask_1d, n, kmax, rows):
+    """Per basis function of U_n up to kmax: the mask weight, the signed weight of the pair rotation and the index of
+    its rotation partner (cos_k ↔ sin_k). Rows (fft layout, both signs r_k, r_−k): weight (r_k + r_−k)/2 and T, which
+    maps cos ← −a·sin, sin ← a·cos with a = (r_k − r_−k)/2. Columns (rfft layout, c_k): weight c_k and Q, which maps
+    ĉ ← c_k·ŝ, ŝ ← −c_k·ĉ."""
     width = _basis_width(n, kmax)
-    s, t, partner = torch.zeros(width), torch.zeros(width), torch.arange(width)
-    s[0] = r[0]
+    weight, rotation, partner = torch.zeros(width), torch.zeros(width), torch.arange(width)
+    weight[0] = mask_1d[0]
     for k in range(1, kmax + 1):
-        if 2 * k == n:
-            s[width - 1] = r[k]
+        p = float(mask_1d[k])
+        if 2 * k == n:  # Nyquist: a cosine only, never rotated
+            weight[width - 1] = p
             continue
+        q = float(mask_1d[n - k]) if rows else p
         cos, sin = 2 * k - 1, 2 * k
-        p, q = float(r[k]), float(r[n - k])
-        s[cos] = s[sin] = (p + q) / 2
-        t[cos], t[sin] = -(p - q) / 2, (p - q) / 2
+        weight[cos] = weight[sin] = (p + q) / 2
+        rotation[cos], rotation[sin] = (-(p - q) / 2, (p - q) / 2) if rows else (p, -p)
         partner[cos], partner[sin] = sin, cos
-    return s, t, partner
-
-
-def _col_weights(c, n, kmax):
-    """Per basis function of U_n up to kmax: column mask weight and the signed rotation of Q."""
-    width = _basis_width(n, kmax)
-    w, q, partner = torch.zeros(width), torch.zeros(width), torch.arange(width)
-    w[0] = c[0]
-    for k in range(1, kmax + 1):
-        if 2 * k == n:
-            w[width - 1] = c[k]
-            continue
-        cos, sin = 2 * k - 1, 2 * k
-        w[cos] = w[sin] = c[k]
-        q[cos], q[sin] = c[k], -c[k]
-        partner[cos], partner[sin] = sin, cos
-    return w, q, partner
+    return weight, rotation, partner
 
 
 def _max_frequency(mask_1d, n, rows):
@@ -137,8 +125,8 @@ class _Band:
             raise AssertionError('FBM masks must be separable')  # true of both mask modes by construction
         kh, kw = _max_frequency(r, h, True), _max_frequency(c, w, False)
         self.size = (_basis_width(h, kh), _basis_width(w, kw))
-        s, t, self.partner_r = _row_weights(r, h, kh)
-        wc, q, self.partner_c = _col_weights(c, w, kw)
+        s, t, self.partner_r = _basis_weights(r, h, kh, rows=True)
+        wc, q, self.partner_c = _basis_weights(c, w, kw, rows=False)
         self.scale = None if bool((s == 1).all() and (wc == 1).all()) else (s[:, None] * wc[None, :]).to(device)
         self.rotation = None if bool((t == 0).all()) else (t[:, None] * q[None, :]).to(device)
         self.partner_r, self.partner_c = self.partner_r.to(device), self.partner_c.to(device)
