@@ -77,6 +77,12 @@ def test_carafe_matches_mmcv_cuda_kernel():
             _close(a, e, 1e-4)
 
 
+def test_carafe_custom_op_passes_opcheck():
+    x, mask = inputs(1, 4, 3, 4, 3, 2, 2, dtype=torch.float32)
+    result = torch.library.opcheck(torch.ops.mmdynconv.carafe.default, (x, mask, 3, 2, 2))
+    assert set(result.values()) == {'SUCCESS'}, result
+
+
 def test_carafe_bad_arguments_name_the_argument():
     x, mask = inputs(1, 4, 3, 3, 3, 2, 2)
     with pytest.raises(ValueError, match='kernel_size must be odd'):
