@@ -81,8 +81,10 @@ print(f'GPU: {gpu}; CPU: {os.cpu_count()} cores; TRITON_INTERPRET={os.environ.ge
 PYEOF
 cat "$OUT/environment.txt"
 
-# Kernel tests: every test file that exercises Triton (found by name, so the list follows the tests' layout).
-mapfile -t KERNEL_TESTS < <(grep -rli --include='test_*.py' 'triton' tests | sort)
+# Kernel tests: every test file that runs the Triton backends (found by content, so the list follows the tests'
+# layout; tests/benchmark, which holds this script's own test, is not a kernel test).
+mapfile -t KERNEL_TESTS < <(grep -rl --include='test_*.py' --exclude-dir=benchmark \
+    -e "'triton'" -e 'ddf_triton' -e 'fdconv_triton' tests | sort)
 step kernel-tests "$PY" -m pytest -q -p no:cacheprovider --junitxml="$OUT/tests.xml" "${SELECT[@]}" \
     "${KERNEL_TESTS[@]}"
 

@@ -36,11 +36,20 @@ Run one benchmark with `python tools/benchmark.py NAME [--device cpu|cuda] [--dt
 
 On a CUDA machine, `bash tools/gpu_check.sh --out DIR` runs every Triton kernel test natively and every benchmark
 at the full shapes (including the DDF forward's bandwidth against a copy), and writes `DIR/gpu_report.md` and
-`DIR/gpu_report.csv` (with `--docs`, also `docs/gpu_report.md`). It needs only torch and triton plus the
-pure-Python wheels in `--wheels DIR` (mmengine, mmcv built with `MMCV_WITH_OPS=0`, pytest and their pure-Python
-dependencies). `bash tools/gpu_check.sh --cpu-pipeline --out DIR` runs the same pipeline on the CPU with tiny
-shapes and the Triton interpreter (what CI tests). No GPU run has happened yet: there is no `docs/gpu_report.md`.
+`DIR/gpu_report.csv` (with `--docs`, also `docs/gpu_report.md`); it is sized for under 8 minutes on one H100/H200.
+It needs torch, triton, pytest, numpy and pyyaml, plus pure-Python wheels given with `--wheels DIR`, made on any
+machine with:
+
+```bash
+pip download --no-deps -d wheels mmengine==0.10.7 addict yapf termcolor platformdirs
+MMCV_WITH_OPS=0 pip wheel --no-deps --no-build-isolation -w wheels mmcv==2.1.0   # mmcv without compiled ops
+```
+
+`bash tools/gpu_check.sh --cpu-pipeline --out DIR` runs the same pipeline on the CPU with tiny shapes and a
+couple of kernel tests through the Triton interpreter (what CI tests). {gpu_report}
 """
+NO_GPU_REPORT = 'No GPU run has happened yet: there is no `docs/gpu_report.md`.'
+GPU_REPORT = 'The last GPU run\'s report: [gpu_report.md](gpu_report.md).'
 
 
 def parser():
@@ -100,6 +109,8 @@ def main(argv=None):
     if args.all and args.docs:
         os.makedirs(os.path.dirname(args.docs) or '.', exist_ok=True)
         with open(args.docs, 'w') as f:
-            f.write(DOCS_INTRO.format(names=', '.join(MODULES)) + '\n' + '\n'.join(sections))
+            has_report = os.path.exists(os.path.join(os.path.dirname(args.docs), 'gpu_report.md'))
+            intro = DOCS_INTRO.format(names=', '.join(MODULES), gpu_report=GPU_REPORT if has_report else NO_GPU_REPORT)
+            f.write(intro + '\n' + '\n'.join(sections))
         print(f'wrote {args.docs}')
     return 0

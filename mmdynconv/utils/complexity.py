@@ -33,7 +33,9 @@ ordinary aten ops that mmengine counts itself.
 import math
 from collections import Counter
 from math import prod
+from typing import List
 
+import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
 
@@ -102,16 +104,46 @@ def carafe_flop_jit(inputs, outputs):
 OP_HANDLES = {
     'mmdynconv::ddf': ddf_flop_jit,
     'mmdynconv::fdconv': fdconv_flop_jit,
-    'prim::PythonOp._FrequencyBandMix': frequency_band_mix_flop_jit,
+    'mmdynconv_flops::frequency_band_mix': frequency_band_mix_flop_jit,
     'mmdynconv::kernel_mixture_conv': kernel_mixture_flop_jit,
     'mmdynconv::carafe': carafe_flop_jit,
 }
 
 
 def flop_analyzer(model, inputs, warnings=False):
-    """A ``FlopAnalyzer`` for ``model(*inputs)`` that also counts mmdynconv's ops."""
-    analyzer = FlopAnalyzer(model, inputs).set_op_handle(**OP_HANDLES)
+    """A ``FlopAnalyzer`` for ``model(*inputs)`` that also counts mmdynconv's ops.
+
+    Its ``total()`` / ``by_operator()`` trace the model with FBM routed through :func:`_opaque_band_mix`.
+    """
+    analyzer = _OpaqueFBMAnalyzer(model, inputs).set_op_handle(**OP_HANDLES)
     return analyzer.unsupported_ops_warnings(warnings).uncalled_modules_warnings(warnings)
+
+
+@torch.library.custom_op('mmdynconv_flops::frequency_band_mix', mutates_args=())
+def _opaque_band_mix(x: torch.Tensor, att: torch.Tensor, cutoffs: List[float], mask_mode: str) -> torch.Tensor:
+    """FBM as one opaque node for the tracer. The FBM op is an ``autograd.Function``, whose body the JIT tracer
+    records as a subgraph; its per-size cached band bases then appear in two subgraphs when a model has two FBM
+    layers of one size, which the tracer cannot resolve (``RuntimeError: unordered_map::at``)."""
+    from ..ops.fdconv_fbm import frequency_band_mix
+    return frequency_band_mix(x, att, cutoffs, mask_mode).clone()
+
+
+@_opaque_band_mix.register_fake
+def _(x, att, cutoffs, mask_mode):
+    return torch.empty_like(x)
+
+
+class _OpaqueFBMAnalyzer(FlopAnalyzer):
+
+    def _analyze(self):
+        from ..layers import frequency_band_modulation as fbm_layer
+        original = fbm_layer.frequency_band_mix
+        fbm_layer.frequency_band_mix = lambda x, att, cutoffs, mask_mode: _opaque_band_mix(x, att, list(cutoffs),
+                                                                                             mask_mode)
+        try:
+            return super()._analyze()
+        finally:
+            fbm_layer.frequency_band_mix = original
 
 
 def build_model(cfg):
@@ -132,18 +164,41 @@ def _data_samples(cfg, h, w):
     return [DetDataSample(metainfo=meta)]
 
 
+PROPOSALS = 1000
+
+
+def _two_stage_forward(model, inputs, samples):
+    """Tensor-mode forward of a two-stage detector with :data:`PROPOSALS` fixed, deterministic proposals."""
+    from mmengine.structures import InstanceData
+    x = model.extract_feat(inputs)
+    h, w = inputs.shape[-2:]
+    gen = torch.Generator().manual_seed(0)
+    corner = torch.rand(PROPOSALS, 2, generator=gen) * torch.tensor([w * 0.75, h * 0.75])
+    size = (torch.rand(PROPOSALS, 2, generator=gen) * 0.25 + 0.02) * torch.tensor([w, h])
+    proposals = InstanceData(bboxes=torch.cat([corner, corner + size], 1))
+    return model.rpn_head(x), model.roi_head.forward(x, [proposals], samples)
+
+
 def model_complexity(cfg, h, w, part=None):
     """(params, flops, flops by operator) of a config's whole model (tensor-mode forward on one random h×w image,
-    ``part=None``) or of ``model.<part>`` (e.g. 'backbone') applied to the image."""
-    import torch
+    ``part=None``) or of ``model.<part>`` (e.g. 'backbone') applied to the image.
+
+    A two-stage detector runs backbone, neck and RPN head, then its RoI head on :data:`PROPOSALS` fixed boxes
+    (mmdet's test-time ``max_per_img``): with random weights the RPN's own proposals after NMS and filtering vary
+    from model to model (down to none), which would mask the differences being measured.
+    """
     from mmengine.analysis import parameter_count
     model = build_model(cfg)
     x = torch.randn(1, 3, h, w)
     if part is not None:
         module = getattr(model, part)
     else:
-        module, samples, tensor_forward = model, _data_samples(cfg, h, w), model._forward
-        module.forward = lambda inputs: tensor_forward(inputs, samples)  # mmdet/mmseg 'tensor' mode
+        module, samples = model, _data_samples(cfg, h, w)
+        if getattr(model, 'rpn_head', None) is not None and hasattr(model, 'roi_head'):
+            module.forward = lambda inputs: _two_stage_forward(model, inputs, samples)
+        else:
+            tensor_forward = model._forward
+            module.forward = lambda inputs: tensor_forward(inputs, samples)  # mmdet/mmseg 'tensor' mode
     with torch.no_grad():
         analyzer = flop_analyzer(module, (x,))
         flops = analyzer.total()
@@ -161,6 +216,9 @@ COMPARISON = (
      'ResNet-50 backbone (mmdet, no fc)', 'DDF paper: 16.8 M with the 2.05 M classifier, ≈2.3 GFLOPs'),
     ('FDConv-ResNet-50 backbone', 'configs/fdconv/faster-rcnn_r50-fdconv_fpn_1x_coco.py', 'backbone', 224, 224,
      'ResNet-50 backbone (mmdet, no fc)', 'FDConv paper: +3.6 M params'),
+    ('ResNet-50 backbone at the detection input', DET, 'backbone', 800, 1216, None, ''),
+    ('FDConv-ResNet-50 backbone at the detection input', 'configs/fdconv/faster-rcnn_r50-fdconv_fpn_1x_coco.py',
+     'backbone', 800, 1216, 'ResNet-50 backbone at the detection input', ''),
     ('Faster R-CNN R50-FPN (nearest)', DET, None, 800, 1216, None, 'FDConv paper: 37.2 box AP'),
     ('Faster R-CNN R50-FPN (DDF-Up)', 'configs/ddf/faster-rcnn_r50_ddf-up-fpn_1x_coco.py', None, 800, 1216,
      'Faster R-CNN R50-FPN (nearest)', ''),
@@ -177,26 +235,35 @@ def comparison_table(root):
     from mmengine.config import Config
     header = ('| model | input | params (M) | GFLOPs | Δ params (M) | Δ GFLOPs | of which mmdynconv ops (GFLOPs) '
               '| published |')
-    measured, lines = {}, [header, '|---|---|---|---|---|---|---|---|']
+    measured, changes, lines = {}, [], [header, '|---|---|---|---|---|---|---|---|']
     for label, config, part, h, w, base, published in COMPARISON:
         cfg = (Config.fromstring(f'_base_ = {config!r}', '.py') if config.startswith('mmdet::')
                else Config.fromfile(osp.join(root, config)))
         params, flops, ops = model_complexity(cfg, h, w, part)
-        measured[label] = params, flops
+        measured[label] = params, flops, ops
         ours = sum(ops.get(name, 0) for name in OUR_OPS)
         delta = ('', '') if base is None else (f'{(params - measured[base][0]) / 1e6:+.2f}',
                                                f'{(flops - measured[base][1]) / 1e9:+.2f}')
         lines.append(f'| {label} | {h}×{w} | {params / 1e6:.2f} | {flops / 1e9:.2f} | {delta[0]} | {delta[1]} | '
                      f'{ours / 1e9:.2f} | {published} |')
         print(lines[-1], flush=True)
-    return '\n'.join(lines)
+        if base is not None:
+            changes.append(f'- {label} − {base}: ' + _operator_deltas(ops, measured[base][2]))
+    return '\n'.join(lines) + '\n\nΔ GFLOPs by operator (the table\'s rows against their baselines):\n\n' + '\n'.join(
+        changes)
+
+
+def _operator_deltas(ops, base_ops):
+    deltas = {name: (ops.get(name, 0) - base_ops.get(name, 0)) / 1e9 for name in {**base_ops, **ops}}
+    return ', '.join(f'{name} {d:+.2f}' for name, d in sorted(deltas.items(), key=lambda kv: -abs(kv[1]))
+                     if abs(d) >= 0.005)
 
 
 def complexity_page(table, command):
     """docs/complexity.md: the conventions, the command and the table."""
-    import torch
     conventions = __doc__.split('\n\n', 1)[1].strip()
     return (f'# FLOPs and parameters\n\nGenerated by `{command}` (torch {torch.__version__}, CPU); do not edit by '
-            f'hand. Random input, one image, eval mode, tensor-mode forward (no post-processing). Δ columns are '
-            f'against the plain row of the same input size. "published" figures are quoted from the papers, not '
+            f'hand. Random input, one image, eval mode, tensor-mode forward (no post-processing); the RoI head of '
+            f'Faster R-CNN runs on {PROPOSALS} fixed proposals. Δ columns are against the plain row of the same '
+            f'input size. "published" figures are quoted from the papers, not '
             f'measured here.\n\n{table}\n\n## How it counts\n\n{conventions}\n')

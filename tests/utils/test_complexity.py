@@ -68,6 +68,13 @@ def test_fdconv_flops_formula(ci, co, k, n, hw):
     assert set(ops) == expected
 
 
+def test_fdconv_layers_in_sequence():
+    """Two FBM layers of one size in one model trace (FBM's cached bases once broke the JIT trace)."""
+    layers = torch.nn.Sequential(FDConv(24, 24, 3, padding=1, kernel_num=4), FDConv(24, 24, 3, padding=1, kernel_num=4))
+    ops = flop_analyzer(layers.eval(), (torch.randn(1, 24, 8, 8),)).by_operator()
+    assert ops['frequency_band_mix'] == 2 * int(24 * (4 * fft(64) + 3 * 64))
+
+
 def test_fdconv_fallback_is_a_plain_conv():
     layer = FDConv(3, 16, 3, padding=1)                            # min(Ci, Co) <= 16: plain conv
     ops = flop_analyzer(layer, (torch.randn(1, 3, 8, 8),)).by_operator()
