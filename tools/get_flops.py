@@ -4,7 +4,7 @@ mmengine's ``FlopAnalyzer`` (JIT trace; one multiply-accumulate = one FLOP) with
 (kernel assembly with its inverse FFT, KSM, FBM, the per-sample conv); conventions in the module docstring.
 
     python tools/get_flops.py CONFIG [--shape H W] [--part backbone]   # one model, random input
-    python tools/get_flops.py --compare [--docs docs/complexity.md]     # the ResNet-50 / Faster R-CNN table
+    python tools/get_flops.py --compare [--docs PAGE]    # the ResNet-50 / Faster R-CNN table -> docs/complexity.md
 """
 import argparse
 import os.path as osp
@@ -17,6 +17,7 @@ from mmengine.config import Config  # noqa: E402
 from mmdynconv.utils.complexity import comparison_table, complexity_page, model_complexity  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DOCS = osp.join('docs', 'complexity.md')
 
 
 def main(argv=None):
@@ -25,7 +26,7 @@ def main(argv=None):
     p.add_argument('--shape', type=int, nargs=2, default=[800, 1216], metavar=('H', 'W'), help='input size')
     p.add_argument('--part', help="count only this submodule, e.g. 'backbone' (input: the image)")
     p.add_argument('--compare', action='store_true', help='print the ResNet-50 / Faster R-CNN comparison table')
-    p.add_argument('--docs', help='with --compare: also write this page (docs/complexity.md)')
+    p.add_argument('--docs', default=DOCS, help=f'page --compare writes (default {DOCS}; "" for none)')
     args = p.parse_args(argv)
     if args.compare:
         table = comparison_table(ROOT)
@@ -38,8 +39,6 @@ def main(argv=None):
         return 0
     if args.config is None:
         p.error('give a CONFIG or --compare')
-    if args.docs:
-        p.error('--docs needs --compare')
     if min(args.shape) < 32:
         p.error(f'--shape must be at least 32x32, got {args.shape}')
     params, flops, ops = model_complexity(Config.fromfile(args.config), *args.shape, args.part)

@@ -28,8 +28,9 @@ def registered(name):
         import mmengine  # noqa: F401
     except ImportError:
         return 'mmengine is not installed'
-    import mmdynconv  # noqa: F401  (registers the layers)
     from mmengine.registry import MODELS
+
+    import mmdynconv  # noqa: F401  (registers the layers)
     return '' if MODELS.get(name) is not None else f"'{name}' is not registered (yet) in MODELS"
 
 
