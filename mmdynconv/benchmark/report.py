@@ -55,7 +55,7 @@ def _cell(value):
     if value is None:
         return ''
     if isinstance(value, float):
-        return f'{value:.3g}' if abs(value) < 1e4 else f'{value:.0f}'
+        return f'{value:.3g}' if abs(value) < 1e3 else f'{value:.0f}'
     return str(value)
 
 
