@@ -106,3 +106,39 @@ def test_missing_data_names_the_path(tmp_path):
     assert proc.returncode != 0
     assert 'FileNotFoundError' in proc.stdout and f"train_dataloader.dataset.data_root: data path '{missing}/'" \
         in proc.stdout
+
+
+def test_evaluation_data_unchanged(tmp_path):
+    """The default task is byte-for-byte what the generator wrote before the pretraining options existed."""
+    import hashlib
+    run_tool('tools/generate_demo_data.py', '--out', str(tmp_path), '--seed', '5', '--task', 'det', '--num-train', '3',
+             '--num-val', '2', '--size', '64', '--max-size', '32')
+    digest = hashlib.sha256((tmp_path / 'coco/annotations/instances_train2017.json').read_bytes()).hexdigest()
+    assert digest == '021e6d48121b0d89ac6d8926e3553e496a8d6c91c72c4f27fbb6f9f86b7f8063'
+
+
+def test_pretraining_task_other_shapes_and_colours(tmp_path):
+    import cv2
+    run_tool('tools/generate_demo_data.py', '--out', str(tmp_path), '--seed', '1', '--task', 'det', '--num-train',
+             '4', '--num-val', '1', '--size', '64', '--min-size', '16', '--max-size', '40', '--shapes',
+             'hexagon,cross,ellipse,arrow', '--palette', 'saturated')
+    ann = json.load(open(tmp_path / 'coco/annotations/instances_train2017.json'))
+    assert [c['name'] for c in ann['categories']] == ['hexagon', 'cross', 'ellipse', 'arrow']
+    assert ann['annotations'] and not (tmp_path / 'ade20k').exists()
+    from pycocotools import mask as mask_util
+    img = cv2.imread(str(tmp_path / 'coco/train2017/000000.jpg')).astype(float)
+    for a in (a for a in ann['annotations'] if a['image_id'] == 1):
+        rle = mask_util.merge(mask_util.frPyObjects(a['segmentation'], 64, 64))
+        pixels = img[mask_util.decode(rle).astype(bool)]
+        colour = np.median(pixels, 0)  # a saturated fill: its smallest channel is far below its largest
+        assert colour.max() - colour.min() > 120, colour
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--shapes', 'hexagon,blob', '--task', 'det'], '--shapes must be distinct names from'),
+    (['--shapes', 'hexagon'], "the ADE20K format maps only"),
+    (['--palette', 'neon'], "invalid choice: 'neon'"),
+])
+def test_bad_shape_options(tmp_path, args, message):
+    proc = run_tool('tools/generate_demo_data.py', '--out', str(tmp_path), *args, check=False)
+    assert proc.returncode == 2 and message in proc.stdout, proc.stdout
