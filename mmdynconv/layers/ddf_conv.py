@@ -4,6 +4,7 @@ import torch.nn as nn
 from mmengine.registry import MODELS
 
 from ..ops import ddf
+from ..ops.arguments import check_pair
 from .ddf_branches import ChannelFilterBranch, check_ddf_args
 from .filter_norm import FilterNorm
 
@@ -15,13 +16,10 @@ RELEASE_KEYS = {'spatial_branch.0.': 'spatial_conv.', 'channel_branch.1.': 'chan
 
 def _single(name, value):
     """An int, or a pair of equal ints (conv-style arguments); anything else is an error."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2 or value[0] != value[1]:
-            raise ValueError(f'DDF: {name} must be an int or a pair of equal ints, got {value!r}')
-        value = value[0]
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f'DDF: {name} must be an int, got {value!r}')
-    return value
+    first, second = check_pair('DDF', name, value)
+    if first != second:
+        raise ValueError(f'DDF: {name} must be an int or a pair of equal ints, got {value!r}')
+    return first
 
 
 @MODELS.register_module('DDF')
