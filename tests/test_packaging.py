@@ -1,10 +1,11 @@
 """Installed the OpenMMLab way: ``mmdynconv::`` config bases, the metafiles ``mim search`` reads, and (slow) a wheel
-built from this checkout, installed into a fresh environment, driven through ``mim search / train / test``; an
-editable ``mim install -e`` and a plain ``pip install`` of a source tree."""
+built from this checkout, installed into a fresh environment and driven through ``mim search / train / test``, and
+an editable ``mim install -e`` of a copy of the checkout."""
 import glob
 import os
 import os.path as osp
 import re
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import yaml
 from mmengine.config import Config
 from mmengine.config.utils import MODULE2PACKAGE
 from mmengine.utils import get_installed_path
-from packaging_env import build_wheel, install_wheel, make_env, run
+from packaging_env import SKIP, build_wheel, install_wheel, make_env, run
 from tool_runner import ROOT
 
 import mmdynconv
@@ -204,15 +205,6 @@ def test_wheel_carries_the_mim_folder(wheel_env):
 
 
 @pytest.mark.slow
-def test_wheel_is_what_the_fresh_env_imports(wheel_env):
-    _, python, cwd = wheel_env
-    out = env_run(python, cwd, '-c', 'import sys, mmdynconv; print(mmdynconv.__file__); print(sys.path)')
-    path = out.splitlines()[0]
-    assert path.startswith(osp.dirname(osp.dirname(python))) and 'site-packages' in path, out
-    assert ROOT not in out.splitlines()[1]
-
-
-@pytest.mark.slow
 def test_mim_search_lists_every_config(wheel_env):
     _, python, cwd = wheel_env
     out = env_run(python, cwd, '-m', 'mim', 'search', 'mmdynconv')
@@ -240,7 +232,9 @@ def test_mim_train_and_test_a_demo_config(wheel_env, demo_data, tmp_path):
 def test_user_config_inheriting_mmdynconv_builds_in_the_fresh_env(wheel_env, tmp_path):
     _, python, cwd = wheel_env
     path = user_config(tmp_path, f'mmdynconv::{PAPER_DET}', "model = dict(backbone=dict(init_cfg=None))\n")
-    code = ('import mmdynconv\n'
+    code = ('import sys, mmdynconv\n'
+            'print("@", mmdynconv.__file__)\n'
+            'print("@", sys.path)\n'
             'from mmengine.config import Config\n'
             'from mmengine.registry import MODELS, init_default_scope\n'
             'from mmdynconv.utils.config_scope import replace_package_scope\n'
@@ -249,6 +243,35 @@ def test_user_config_inheriting_mmdynconv_builds_in_the_fresh_env(wheel_env, tmp
             'init_default_scope(cfg.default_scope)\n'
             'model = MODELS.build(cfg.model)\n'
             'n = sum(type(m).__name__ == "FDConv" for m in model.modules())\n'
-            'print(type(model).__name__, type(model.backbone).__name__, n)\n')
+            'print("@", type(model).__name__, type(model.backbone).__name__, n)\n')
     out = env_run(python, cwd, '-c', code)
-    assert 'FasterRCNN FDConvResNet 48' in out, out[-3000:]
+    lines = [line[2:] for line in out.splitlines() if line.startswith('@ ')]
+    # the wheel is what the fresh env imports; the checkout is not on its path
+    assert lines[0].startswith(osp.dirname(osp.dirname(python))) and 'site-packages' in lines[0], lines
+    assert ROOT not in lines[1]
+    assert lines[2] == 'FasterRCNN FDConvResNet 48', out[-3000:]
+
+
+@pytest.mark.slow
+def test_mim_editable_install_leaves_a_working_plugin(tmp_path):
+    """``mim install -e <checkout>`` (a PEP 660 editable install): the plugin imports from the checkout, registers
+    its layers, resolves ``mmdynconv::`` bases, and its .mim folder links the checkout's files. (``pip install
+    <checkout>`` builds the same wheel as the tests above, through the same setup.py.)"""
+    src = str(tmp_path / 'src')
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*SKIP))
+    python = make_env(str(tmp_path))
+    env_run(python, str(tmp_path), '-m', 'mim', 'install', '--no-deps', '--no-build-isolation', '--quiet', '-e', src)
+    path = user_config(tmp_path, f'mmdynconv::{DEMO_DET}')
+    code = ('import os, mmdynconv\n'
+            'from mmengine.config import Config\n'
+            'from mmengine.registry import MODELS\n'
+            'print("@", os.path.dirname(mmdynconv.__file__))\n'
+            f'cfg = Config.fromfile({path!r})\n'
+            'print("@", cfg.model.type, MODELS.get("FDConv").__name__)\n'
+            'mim = os.path.join(os.path.dirname(mmdynconv.__file__), ".mim")\n'
+            'print("@", sorted(os.listdir(mim)), os.path.islink(os.path.join(mim, "configs")))\n')
+    out = env_run(python, str(tmp_path), '-c', code)
+    lines = [line[2:] for line in out.splitlines() if line.startswith('@ ')]
+    assert lines[0] == osp.join(src, 'mmdynconv'), lines
+    assert lines[1] == 'FasterRCNN FDConv'
+    assert lines[2] == "['configs', 'model-index.yml', 'tools'] True"
