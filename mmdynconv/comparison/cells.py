@@ -10,12 +10,15 @@ INITS = ('pretrained', 'scratch')
 @dataclass(frozen=True)
 class Variant:
     """One model under comparison: ``config`` (a file under ``configs/compare``), ``pretrain`` (the pretraining run
-    whose backbone it fine-tunes from), ``optional`` (skipped while its config does not exist yet)."""
+    whose backbone it fine-tunes from), ``optional`` (skipped while its config does not exist yet; runs after the
+    core variants), ``inits`` (the initialisations it runs with), ``priority`` (lower runs first)."""
     name: str
     task: str
     config: str
     pretrain: str = 'plain'
     optional: bool = False
+    inits: tuple = INITS
+    priority: int = 0
 
     @property
     def config_path(self):
@@ -31,18 +34,21 @@ _VARIANTS = [
     Variant('DDF-Up neck', 'det', 'faster-rcnn_tiny-r50_ddf-up-fpn_shapes64.py'),
     Variant('DDF-ResNet', 'det', 'faster-rcnn_tiny-ddf-r50_fpn_shapes64.py', pretrain='ddf'),
     Variant('FDConv-ResNet', 'det', 'faster-rcnn_tiny-r50-fdconv_fpn_shapes64.py'),
-    Variant('CondConv-ResNet', 'det', 'faster-rcnn_tiny-r50-condconv_fpn_shapes64.py', optional=True),
-    Variant('DY-Conv-ResNet', 'det', 'faster-rcnn_tiny-r50-dyconv_fpn_shapes64.py', optional=True),
-    Variant('ODConv-ResNet', 'det', 'faster-rcnn_tiny-r50-odconv_fpn_shapes64.py', optional=True),
-    Variant('CARAFE neck', 'det', 'faster-rcnn_tiny-r50_carafe-fpn_shapes64.py', optional=True),
-    Variant('DySample neck', 'det', 'faster-rcnn_tiny-r50_dysample-fpn_shapes64.py', optional=True),
+    Variant('CondConv-ResNet', 'det', 'faster-rcnn_tiny-r50-condconv_fpn_shapes64.py', optional=True, priority=3),
+    Variant('DY-Conv-ResNet', 'det', 'faster-rcnn_tiny-r50-dyconv_fpn_shapes64.py', optional=True, priority=3),
+    Variant('ODConv-ResNet', 'det', 'faster-rcnn_tiny-r50-odconv_fpn_shapes64.py', optional=True, priority=3),
+    Variant('CARAFE neck', 'det', 'faster-rcnn_tiny-r50_carafe-fpn_shapes64.py', optional=True, priority=3),
+    Variant('DySample neck', 'det', 'faster-rcnn_tiny-r50_dysample-fpn_shapes64.py', optional=True, priority=3),
+    # diagnostic (docs/comparison.md, FDConv investigation): FDConv with its kernel's AdamW step matched to a plain conv
+    Variant('FDConv-ResNet kernel-lr-x3.05', 'det', 'faster-rcnn_tiny-r50-fdconv-kernel-lr_fpn_shapes64.py',
+            optional=True, inits=('scratch',), priority=1),
     # segmenter: semantic FPN tiny R50, mIoU
-    Variant('plain', 'seg', 'semfpn_tiny-r50_shapes64.py'),
-    Variant('DDF-Up neck', 'seg', 'semfpn_tiny-r50_ddf-up-fpn_shapes64.py'),
-    Variant('DDF-ResNet', 'seg', 'semfpn_tiny-ddf-r50_shapes64.py', pretrain='ddf'),
-    Variant('FDConv-ResNet', 'seg', 'semfpn_tiny-r50-fdconv_shapes64.py'),
-    Variant('CARAFE neck', 'seg', 'semfpn_tiny-r50_carafe-fpn_shapes64.py', optional=True),
-    Variant('DySample neck', 'seg', 'semfpn_tiny-r50_dysample-fpn_shapes64.py', optional=True),
+    Variant('plain', 'seg', 'semfpn_tiny-r50_shapes64.py', priority=2),
+    Variant('DDF-Up neck', 'seg', 'semfpn_tiny-r50_ddf-up-fpn_shapes64.py', priority=2),
+    Variant('DDF-ResNet', 'seg', 'semfpn_tiny-ddf-r50_shapes64.py', pretrain='ddf', priority=2),
+    Variant('FDConv-ResNet', 'seg', 'semfpn_tiny-r50-fdconv_shapes64.py', priority=2),
+    Variant('CARAFE neck', 'seg', 'semfpn_tiny-r50_carafe-fpn_shapes64.py', optional=True, priority=3),
+    Variant('DySample neck', 'seg', 'semfpn_tiny-r50_dysample-fpn_shapes64.py', optional=True, priority=3),
 ]
 
 
@@ -86,17 +92,18 @@ def pretrain_jobs(chosen):
 
 
 def finetune_jobs(chosen, protocol, inits=INITS):
-    """Every (variant, init, seed) cell, in the order they run: the core variants of each task seed by seed (so that
-    an interrupted comparison has whole seeds of every core variant), then the optional baselines likewise."""
+    """Every (variant, init, seed) cell, in the order they run: by variant priority (core detector variants, the
+    diagnostic, core segmenter variants, baselines), then seed by seed (so that an interrupted comparison has whole
+    seeds of every variant of a priority)."""
     jobs = []
     for v in chosen:
         if v.task not in protocol.tasks:
             continue
         for seed in protocol.det_seeds if v.task == 'det' else protocol.seg_seeds:
-            for init in inits:
+            for init in (i for i in inits if i in v.inits):
                 jobs.append(Job('finetune', v.task, v.name, v.config_path, seed, init,
                                 v.pretrain if init == 'pretrained' else None))
-    order = {v.name + v.task: i for i, v in enumerate(chosen)}
-    optional = {v.name + v.task for v in chosen if v.optional}
-    return sorted(jobs, key=lambda j: (j.variant + j.task in optional, protocol.tasks.index(j.task), j.seed,
-                                       inits.index(j.init), order[j.variant + j.task]))
+    order = {(v.task, v.name): i for i, v in enumerate(chosen)}
+    priority = {(v.task, v.name): v.priority for v in chosen}
+    return sorted(jobs, key=lambda j: (priority[j.task, j.variant], protocol.tasks.index(j.task), j.seed,
+                                       inits.index(j.init), order[j.task, j.variant]))

@@ -51,6 +51,12 @@ def backbone_file(out, kind):
     return osp.join(out, 'pretrained', f'{kind}_backbone.pth')
 
 
+def _base_hooks(config):
+    """The ``custom_hooks`` of a config (a list in a child config replaces its base's, so they are carried over)."""
+    from mmengine.config import Config
+    return [dict(h) for h in Config.fromfile(config).get('custom_hooks', [])]
+
+
 def job_config(job, protocol, out):
     """The entries the job's config file adds to its ``configs/compare`` base (a dict of config variables)."""
     schedule = protocol.pretrain if job.kind == 'pretrain' else getattr(protocol, job.task)
@@ -65,7 +71,7 @@ def job_config(job, protocol, out):
                            checkpoint=dict(by_epoch=False, interval=-1, save_last=job.kind == 'pretrain',
                                            max_keep_ckpts=1)),
         log_processor=dict(by_epoch=False, window_size=max(1, min(25, schedule.iters // 4))),
-        custom_hooks=[dict(type='DumpMetricsHook', out_file=osp.join(work, 'metrics.json'))],
+        custom_hooks=_base_hooks(job.config) + [dict(type='DumpMetricsHook', out_file=osp.join(work, 'metrics.json'))],
         **schedule.config(),
         **_data_entries(job.task, data))
     for key in ('train_dataloader',):
