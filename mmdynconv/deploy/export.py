@@ -1,0 +1,116 @@
+"""ONNX export of models containing DDF, DDF-Up and FDConv, runnable by stock ONNX Runtime (no custom-op library).
+
+``torch.export`` captures the model with the custom op ``mmdynconv::ddf`` kept whole; ``run_decompositions``
+then replaces it by :func:`~mmdynconv.deploy.functional.ddf_functional` (standard ops only); the ONNX exporter
+(``torch.onnx.export(..., dynamo=True)``) translates the result. FDConv layers are exported through their pure-
+PyTorch formulation (``FDConv.forward_oracle``: the spectral weight's inverse FFT, the attentions and one grouped
+convolution; FBM's masked FFTs become ONNX ``DFT`` nodes). Shapes are static: the file runs at the example input's
+size and batch.
+"""
+import contextlib
+
+import torch
+import torch.utils._pytree as pytree
+
+from .functional import ddf_functional
+
+
+def _ddf_decomposition(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine, backend):
+    return ddf_functional(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine)
+
+
+def _fftfreq(n, d=1.0, *, dtype=None, layout=None, device=None, pin_memory=False):
+    i = torch.arange(n, dtype=dtype or torch.get_default_dtype(), device=device)
+    return torch.where(i < (n + 1) // 2, i, i - n) * (1.0 / (n * d))
+
+
+def _rfftfreq(n, d=1.0, *, dtype=None, layout=None, device=None, pin_memory=False):
+    return torch.arange(n // 2 + 1, dtype=dtype or torch.get_default_dtype(), device=device) * (1.0 / (n * d))
+
+
+def decomposition_table():
+    """``torch.export`` decompositions: the defaults, every mmdynconv custom op → its functional form, and
+    ``fftfreq`` / ``rfftfreq`` (used by FBM's mask construction; the ONNX exporter has no translation for them)."""
+    table = torch.export.default_decompositions()
+    table[torch.ops.mmdynconv.ddf.default] = _ddf_decomposition
+    table[torch.ops.aten.fft_fftfreq.default] = _fftfreq
+    table[torch.ops.aten.fft_rfftfreq.default] = _rfftfreq
+    return table
+
+
+@contextlib.contextmanager
+def export_mode(model):
+    """Within the block, dynamic FDConv layers of ``model`` run ``forward_oracle`` (traceable pure PyTorch)."""
+    from ..layers.fdconv import FDConv
+
+    patched = [m for m in model.modules() if isinstance(m, FDConv) and m.dynamic]
+    for m in patched:
+        m.forward = m.forward_oracle
+    try:
+        yield model
+    finally:
+        for m in patched:
+            del m.forward
+
+
+def export_program(model, inputs):
+    """``torch.export`` ``model(*inputs)`` in eval mode and decompose the custom ops: an ``ExportedProgram``."""
+    model.eval()
+    with torch.no_grad(), export_mode(model):
+        # One eager call first: FBM caches its per-size masks (functools.lru_cache); filled while tracing, the cache
+        # would keep fake tensors that break later eager calls. Filled eagerly, they enter the graph as constants.
+        model(*inputs)
+        program = torch.export.export(model, tuple(inputs), strict=False)
+        return program.run_decompositions(decomposition_table())
+
+
+def export_onnx(model, inputs, path, input_names=None, output_names=None, opset_version=18, optimize=True):
+    """Write ``model(*inputs)`` as an ONNX file at ``path``; returns the list of ONNX op types it uses.
+
+    ``optimize``: run the exporter's graph optimisation (constant folding, fusion; a large share of the export
+    time). ONNX Runtime optimises the graph again when it loads it either way.
+
+    Raises ``RuntimeError`` if the graph still holds a node outside the standard ONNX domains.
+    """
+    import onnx
+
+    program = export_program(model, inputs)
+    onnx_program = torch.onnx.export(program, tuple(inputs), dynamo=True, input_names=input_names,
+                                     output_names=output_names, opset_version=opset_version, optimize=optimize,
+                                     verbose=False)
+    onnx_program.save(path)
+    graph = onnx.load(path).graph
+    foreign = sorted({f'{n.domain}::{n.op_type}' for n in graph.node if n.domain not in ('', 'ai.onnx')})
+    if foreign:
+        raise RuntimeError(f'export_onnx: {path!r} holds non-standard ONNX ops {foreign}; stock ONNX Runtime '
+                           f'cannot run it')
+    return sorted({n.op_type for n in graph.node})
+
+
+def run_onnx(path, inputs, threads=1):
+    """Run an ONNX file with ONNX Runtime's CPU provider; returns the outputs as torch tensors."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    feeds = {i.name: t.detach().cpu().numpy() for i, t in zip(session.get_inputs(), inputs)}
+    return [torch.from_numpy(o) for o in session.run(None, feeds)]
+
+
+def torch_outputs(model, inputs):
+    """``model(*inputs)`` in eval mode without gradients, flattened to a list of tensors (ONNX output order)."""
+    model.eval()
+    with torch.no_grad():
+        return pytree.tree_leaves(model(*inputs))
+
+
+def parity(model, path, inputs):
+    """Largest absolute and relative (to each output's max magnitude) difference between PyTorch and ORT."""
+    ref, got = torch_outputs(model, inputs), run_onnx(path, inputs)
+    if len(ref) != len(got):
+        raise RuntimeError(f'parity: PyTorch gives {len(ref)} outputs, ONNX Runtime {len(got)}')
+    abs_err = max(float((r.float() - g.float()).abs().max()) for r, g in zip(ref, got))
+    rel_err = max(float((r.float() - g.float()).abs().max() / r.float().abs().max().clamp_min(1e-12))
+                  for r, g in zip(ref, got))
+    return dict(max_abs=abs_err, max_rel=rel_err, outputs=len(ref))
