@@ -1,0 +1,83 @@
+"""FDConv inference mode: the n candidate kernels precomputed once, mixed per sample by a matrix product.
+
+At inference nothing about the candidate kernels depends on the input until the kernel attention π: by linearity
+``irfft2(spectrum·α·π_b[band]) = Σ_j π_bj W_j`` with ``W_j = irfft2(spectrum·α·[band = j])`` (SPEC §2.1). The mode
+caches the W_j of every dynamic FDConv layer ((n, Co·Ci·k²) fp32: n times the layer's weight) and replaces the
+per-sample inverse FFT by one (B, n) × (n, Co·Ci·k²) product; the attentions and the per-sample convolution are
+those of :func:`mmdynconv.ops.fdconv_oracle.fdconv_oracle`. FBM's band masks and bases need no extra cache: the op
+already caches them per input size.
+
+The cache is rebuilt when the spectrum changes: in-place updates (optimiser steps, ``load_state_dict``) bump the
+parameter's ``_version``, replacing it changes its ``data_ptr``; device and dtype are part of the key too. The cached
+path runs only for a layer in eval mode with gradients disabled (``torch.no_grad()``, as mmengine's val/test
+loops run); otherwise the layer's normal forward runs, so training is unaffected.
+
+    model.apply(fdconv_inference_mode)            # on
+    model.apply(partial(fdconv_inference_mode, enabled=False))   # off
+
+Whether it is faster depends on the shape: ``tools/benchmark_inference.py`` measures it.
+"""
+import types
+
+import torch
+import torch.nn.functional as F
+
+from ..ops.fdconv_oracle import local_attention_oracle
+from ..ops.fdconv_spectrum import tiled_to_weight
+from .fdconv import FDConv
+
+
+def candidate_kernels(layer):
+    """(n, Co·Ci·k²) fp32: W_j = irfft2(spectrum·α·[band = j]), cached on the layer until the spectrum changes."""
+    spectrum = layer.spectrum
+    key = (spectrum.data_ptr(), spectrum._version, spectrum.device, spectrum.dtype)
+    cache = getattr(layer, '_inference_candidates', None)
+    if cache is not None and cache[0] == key:
+        return cache[1]
+    co, ci, k, n = layer.out_channels, layer.in_channels, layer.kernel_size, layer.kernel_num
+    with torch.no_grad():
+        coefficients = torch.view_as_complex(spectrum.detach().float().contiguous()) * layer.scale
+        one_hot = layer.band_index == torch.arange(n, device=spectrum.device).view(n, 1, 1)
+        tiled = torch.fft.irfft2(coefficients * one_hot, s=(co * k, ci * k))  # (n, Co·k, Ci·k)
+        candidates = tiled_to_weight(tiled, co, ci, k).reshape(n, -1)
+    layer._inference_candidates = (key, candidates)
+    return candidates
+
+
+def inference_forward(layer, x):
+    """FDConv forward with cached candidate kernels (see the module docstring). x: (B, Ci, H, W) → (B, Co, Ho, Wo)."""
+    if layer.training or torch.is_grad_enabled():
+        return FDConv.forward(layer, x)
+    layer._check_input(x)
+    att = layer._attentions(x)
+    if layer.fbm is not None:
+        x = layer.fbm(x)
+    b, ci, h, w = x.shape
+    co, k = layer.out_channels, layer.kernel_size
+    candidates = candidate_kernels(layer)
+    if att['kernel_att'] is None:  # n = 1
+        mixed = candidates.expand(b, -1)
+    else:
+        mixed = att['kernel_att'].float() @ candidates
+    weight = mixed.view(b, co, ci, k, k) * local_attention_oracle(att['local_feat'].float(),
+                                                                  att['local_weight'].float(), co, k)
+    if att['pos_att'] is not None:
+        weight = weight * att['pos_att'].view(b, 1, 1, k, k)
+    weight = weight * att['in_att'].view(b, 1, ci, 1, 1) * att['out_att'].view(b, co, 1, 1, 1)
+    y = F.conv2d(x.reshape(1, b * ci, h, w), weight.reshape(b * co, ci, k, k).to(x.dtype), None, layer.stride,
+                 layer.padding, layer.dilation, groups=b)
+    y = y.view(b, co, *y.shape[-2:])
+    return y if layer.bias is None else y + layer.bias.view(1, co, 1, 1).to(y.dtype)
+
+
+def fdconv_inference_mode(module, enabled=True):
+    """Switch one module's inference mode (for ``model.apply``): a dynamic FDConv layer gets the cached forward
+    (``enabled=True``) or its normal forward back (``False``, cache dropped); other modules are left alone."""
+    if not isinstance(module, FDConv) or not module.dynamic:
+        return module
+    if enabled:
+        module.forward = types.MethodType(inference_forward, module)
+    else:
+        module.__dict__.pop('forward', None)
+        module.__dict__.pop('_inference_candidates', None)
+    return module
