@@ -54,9 +54,11 @@ if ! has mmcv "${MMCV[1]}" || ! "$PY" -c "import mmcv.ops" >/dev/null 2>&1; then
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" pipi --no-build-isolation "${MMCV[0]}==${MMCV[1]}"
 fi
 if ! has mmdet "$DET" || ! has mmseg "$SEG" || ! has triton 3.7.1 || ! has pytest '' \
-        || ! "$PY" -c "import ftfy, regex, pycocotools, mim, matplotlib, pytest_timeout" >/dev/null 2>&1; then
-    echo "[setup_env] mmdet $DET, mmseg $SEG, mim, triton, test tools"
-    pipi -r "$STACK_REQ" -r "$ROOT/requirements/tests.txt"
+        || ! "$PY" -c "import ftfy, regex, pycocotools, mim, matplotlib, pytest_timeout" >/dev/null 2>&1 \
+        || ! "$PY" -c "import onnx, onnxruntime, onnxscript" >/dev/null 2>&1 \
+        || ! "$PY" -m ruff --version >/dev/null 2>&1; then
+    echo "[setup_env] mmdet $DET, mmseg $SEG, mim, triton, test tools, ONNX export tools"
+    pipi -r "$STACK_REQ" -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/deploy.txt"
 fi
 if ! (cd / && "$PY" -c "import mmdynconv, os, sys; sys.exit(os.path.dirname(os.path.dirname(mmdynconv.__file__)) != sys.argv[1])" "$ROOT") >/dev/null 2>&1; then
     echo "[setup_env] mmdynconv (editable)"
