@@ -61,7 +61,10 @@ def test_table_and_plot(tmp_path):
     results = [_result('det', 'plain', 'pretrained', s, v) for s, v in enumerate((0.50, 0.54, 0.52))]
     results += [_result('det', 'FDConv-ResNet', 'pretrained', s, v) for s, v in enumerate((0.60, 0.62, 0.58))]
     results += [_result('det', 'plain', 'scratch', 0, 0.30), _result('seg', 'plain', 'scratch', 0, 70.25)]
+    results[3]['max_grad_norm'], results[4]['max_grad_norm'] = 5e4, 30.0
     table = markdown_table(results)
+    assert 'exceeded 1e+03' in table and 'FDConv-ResNet fine-tuned from pretrained seed 0 (5.0e+04)' in table
+    assert 'seed 1 (' not in table
     assert '| plain | 52.0 ± 2.0 [n=3] | 30.0 [n=1] | 10 |' in table
     assert '| FDConv-ResNet | 60.0 ± 2.0 (+8.0) [n=3] | — | 10 |' in table
     assert 'semantic FPN' in table and '| plain | 70.2 [n=1] | 10 |' in table
@@ -98,3 +101,46 @@ def test_quick_comparison_end_to_end_and_resume(tmp_path):
     assert osp.isfile(out / 'pretrained' / 'plain_backbone.pth')
     second = run_tool(*args).stdout  # resumable: nothing reruns
     assert '[compare] start' not in second and '4 runs' in second
+
+
+def _one_adamw_step(conv, x, probe, lr_mult=1.0, weight_decay=0.0, zero_grad=False):
+    """Relative kernel change of ``conv`` after one AdamW step (lr 1e-3) on ``(conv(x) * probe).sum()``."""
+    import torch
+    from mmengine.optim import build_optim_wrapper
+    w0 = (conv.static_weight() if hasattr(conv, 'static_weight') else conv.weight).detach().clone()
+    wrapper = build_optim_wrapper(torch.nn.ModuleDict(dict(conv=conv)), dict(
+        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=weight_decay),
+        paramwise_cfg=dict(custom_keys={'spectrum': dict(lr_mult=lr_mult, decay_mult=1 / lr_mult)})))
+    loss = (conv(x) * probe).sum() * (0.0 if zero_grad else 1.0)
+    wrapper.update_params(loss)
+    w1 = conv.static_weight() if hasattr(conv, 'static_weight') else conv.weight
+    return ((w1.detach() - w0).norm() / w0.norm()).item()
+
+
+def test_adamw_moves_the_fdconv_kernel_by_the_spectrum_step_gain():
+    """The FDConv investigation's finding, checked on one layer: the same AdamW step moves an FDConv kernel by the
+    spectrum step gain (≈ 0.235 for a square 3×3 layer) times a plain conv's move; lr_mult = 1 / gain (with
+    decay_mult = gain) equalises it; decoupled weight decay shrinks both kernels identically."""
+    import torch
+
+    from mmdynconv.comparison.fdconv_probe import spectrum_step_gain
+    from mmdynconv.layers.fdconv import FDConv
+    torch.manual_seed(0)
+    gain = spectrum_step_gain(32, 32, 3)['gain']
+    assert gain == pytest.approx(0.235, abs=0.01)
+    x, probe = torch.randn(4, 32, 8, 8), torch.randn(4, 32, 8, 8)
+
+    def pair():
+        fd = FDConv(32, 32, 3, padding=1, bias=False)
+        plain = torch.nn.Conv2d(32, 32, 3, padding=1, bias=False)
+        plain.weight.data.copy_(fd.static_weight().detach())
+        return fd, plain
+    fd, plain = pair()
+    ratio = _one_adamw_step(fd, x, probe) / _one_adamw_step(plain, x, probe)
+    assert ratio == pytest.approx(gain, rel=0.15)
+    fd, plain = pair()
+    ratio = _one_adamw_step(fd, x, probe, lr_mult=1 / gain) / _one_adamw_step(plain, x, probe)
+    assert ratio == pytest.approx(1.0, rel=0.15)
+    fd, plain = pair()
+    decay = [_one_adamw_step(c, x, probe, weight_decay=0.05, zero_grad=True) for c in (fd, plain)]
+    assert decay[0] == pytest.approx(decay[1], rel=1e-4) and decay[1] == pytest.approx(1e-3 * 0.05, rel=1e-3)

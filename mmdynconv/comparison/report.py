@@ -6,7 +6,8 @@ import statistics
 
 from .cells import INITS
 
-CSV_FIELDS = ('task', 'variant', 'init', 'seed', 'metric', 'value', 'wall_s')
+CSV_FIELDS = ('task', 'variant', 'init', 'seed', 'metric', 'value', 'wall_s', 'max_grad_norm')
+SPIKE = 1e3  # a logged gradient norm above this (the clip threshold is 35) marks a loss spike
 TASK_TITLES = dict(det='Detector: Faster R-CNN tiny R50-FPN, bbox mAP', seg='Segmenter: semantic FPN tiny R50, mIoU')
 INIT_TITLES = dict(pretrained='fine-tuned from pretrained', scratch='from scratch')
 
@@ -69,4 +70,10 @@ def markdown_table(results):
             walls = [stats[(task, name, i)]['wall_s'] for i in inits if (task, name, i) in stats]
             lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {statistics.fmean(walls):.0f} |')
         lines.append('')
+    spikes = sorted((r for r in results if (r.get('max_grad_norm') or 0) > SPIKE),
+                    key=lambda r: (r['task'], r['variant'], r['init'], r['seed']))
+    if spikes:
+        lines += [f'Runs whose logged gradient norm exceeded {SPIKE:.0e} (clipped to 35 before the step): '
+                  + ', '.join(f'{r["task"]} {r["variant"]} {INIT_TITLES[r["init"]]} seed {r["seed"]} '
+                              f'({r["max_grad_norm"]:.1e})' for r in spikes) + '.', '']
     return '\n'.join(lines)

@@ -190,13 +190,25 @@ def run_comparison(protocol, out, variant_names=None, inits=INITS, jobs=1, threa
     return results
 
 
+def max_logged(train_log, key='grad_norm'):
+    """The largest ``key: value`` the Runner logged in ``train_log`` (None when it logged none)."""
+    import re
+    if not osp.isfile(train_log):
+        return None
+    with open(train_log, errors='replace') as f:
+        values = [float(v) for v in re.findall(rf'\b{key}: ([0-9.eE+-]+)', f.read())]
+    return max(values) if values else None
+
+
 def collect_results(out):
-    """The ``result.json`` of every finished fine-tuning run under ``out``."""
+    """The ``result.json`` of every finished fine-tuning run under ``out``, each with ``max_grad_norm`` (the largest
+    gradient norm its log shows, before clipping) added."""
     import glob
     results = []
     for path in sorted(glob.glob(osp.join(out, '*', '*', '*', 'seed*', 'result.json'))):
         with open(path) as f:
             r = json.load(f)
         if r.get('kind') == 'finetune':
+            r['max_grad_norm'] = max_logged(osp.join(osp.dirname(path), 'train.log'))
             results.append(r)
     return results
