@@ -5,7 +5,7 @@ import os.path as osp
 from dataclasses import asdict
 
 import pytest
-from tool_runner import run_tool
+from tool_runner import ROOT, run_tool
 
 from mmdynconv.comparison import QUICK, bar_plot, finetune_jobs, markdown_table, pretrain_jobs, variants
 from mmdynconv.comparison.runner import job_config, run_job
@@ -15,7 +15,7 @@ def test_jobs_cover_every_variant_init_and_seed_core_first():
     protocol = QUICK.with_seeds(det_seeds=(0, 1), seg_seeds=(0,))
     chosen = variants()
     jobs = finetune_jobs(chosen, protocol)
-    assert len(jobs) == len({j.key for j in jobs}) == sum(2 * (2 if v.task == 'det' else 1) for v in chosen)
+    assert len(jobs) == len({j.key for j in jobs}) == sum(len(v.inits) * (2 if v.task == 'det' else 1) for v in chosen)
     core = [v.name for v in chosen if v.task == 'det' and not v.optional]
     assert {'plain', 'DDF-Up neck', 'DDF-ResNet', 'FDConv-ResNet'} <= set(core)
     first = jobs[:2 * len(core)]  # seed 0 of every core detector variant, both inits, comes first
@@ -72,13 +72,18 @@ def test_table_and_plot(tmp_path):
     assert (tmp_path / 'p.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
-def test_bad_arguments(tmp_path):
+def test_bad_arguments(tmp_path, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('compare_layers', osp.join(ROOT, 'tools', 'compare_layers.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
     for args, message in ((['--tasks', 'cls'], '--tasks must be a comma-separated subset of det,seg'),
                           (['--inits', 'imagenet'], '--inits must be a comma-separated subset'),
                           (['--det-seeds', '0,0'], 'expected distinct comma-separated seeds'),
                           (['--jobs', '0'], '--jobs and --threads must be >= 1')):
-        proc = run_tool('tools/compare_layers.py', '--out', str(tmp_path), *args, check=False)
-        assert proc.returncode == 2 and message in proc.stdout, proc.stdout
+        with pytest.raises(SystemExit) as exc:
+            tool.parse_args(['--out', str(tmp_path), *args])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.slow
