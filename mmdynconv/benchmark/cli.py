@@ -17,20 +17,20 @@ markdown output pasted whole, under the command and the environment it ran in.
 How the harness measures (`mmdynconv/benchmark/harness.py`):
 
 - time: warm-up runs, then up to `--repeat` timed runs (stopping once `--budget` seconds of timed runs have
-  accumulated), the median in ms; CUDA events on a GPU, `time.perf_counter` on the CPU;
+  accumulated), the median in ms; CUDA events on a GPU; on the CPU `time.perf_counter` (`--clock wall`) or the
+  process's CPU time (`--clock cpu`, blind to the time spent waiting for a core);
 - peak memory: MiB of tensors allocated during one run beyond those allocated before it. CUDA:
   `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`; CPU: the maximum running sum of the torch
   profiler's allocator events (`profile_memory=True`). Library scratch outside torch's allocator (FFT/BLAS
   workspaces) is not seen on either device;
 - ratios (`÷ name`) divide by the named baseline measured at the same shape in the same run.
 
-CPU numbers below come from a 2-core machine shared with other jobs: timings can swing by tens of per cent between
-runs (the load average at the start of each run is in its header); memory figures are stable.
+{clock_note} Memory figures do not depend on the load.
 
 Each benchmark also writes `<out>/<name>_<device>.csv` and a PNG plot (`--out`, default `benchmark_results/`).
 Run one benchmark with `python tools/benchmark.py NAME [--device cpu|cuda] [--dtype float32 bfloat16]
-[--shapes full|small] [--repeat N] [--warmup N] [--budget S] [--threads N] [--out DIR]`, NAME in
-{names}.
+[--shapes full|small] [--repeat N] [--warmup N] [--budget S] [--clock wall|cpu] [--threads N] [--out DIR]`,
+NAME in {names}.
 
 ## GPU check
 
@@ -48,6 +48,12 @@ MMCV_WITH_OPS=0 pip wheel --no-deps --no-build-isolation -w wheels mmcv==2.1.0  
 `bash tools/gpu_check.sh --cpu-pipeline --out DIR` runs the same pipeline on the CPU with tiny shapes and a
 couple of kernel tests through the Triton interpreter (what CI tests). {gpu_report}
 """
+CPU_CLOCK_NOTE = ('The CPU tables below are timed with `--clock cpu`: CPU time per run, which waiting for a core '
+                  'does not inflate (cache and memory-bandwidth contention on a shared machine still do). On a '
+                  'shared 2-core machine wall-clock timings measured mostly the scheduler (a first `--all` run at '
+                  'load average 6–10 gave forward+backward times 10–1000× the forward alone).')
+WALL_CLOCK_NOTE = ('The CPU tables below are wall-clock timings: on a machine shared with other jobs (see the load '
+                   'average in each header) they swing with the load; `--clock cpu` is steadier.')
 NO_GPU_REPORT = 'No GPU run has happened yet: there is no `docs/gpu_report.md`.'
 GPU_REPORT = 'The last GPU run\'s report: [gpu_report.md](gpu_report.md).'
 
@@ -65,6 +71,8 @@ def parser():
     p.add_argument('--repeat', type=int, default=10, help='most timed runs per measurement (median)')
     p.add_argument('--warmup', type=int, default=1, help='untimed runs before timing')
     p.add_argument('--budget', type=float, default=1.0, help='stop timing once this many seconds were timed')
+    p.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
+                   help="CPU timer: 'wall' (perf_counter) or 'cpu' (process CPU time, stable on a shared machine)")
     p.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
     p.add_argument('--out', default='benchmark_results', help='folder for the CSV / markdown / PNG files')
     p.add_argument('--docs', default=DOCS, help=f'page --all writes (default {DOCS}; "" for none)')
@@ -96,7 +104,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = Settings(device=args.device, dtypes=args.dtype, shapes=args.shapes, repeat=args.repeat,
-                        warmup=args.warmup, budget_s=args.budget)
+                        warmup=args.warmup, budget_s=args.budget, clock=args.clock)
     command = report.command_line(None if argv is None else ['tools/benchmark.py', *argv])
     sections = []
     for name in list(MODULES) if args.all else args.benchmarks:
@@ -110,7 +118,8 @@ def main(argv=None):
         os.makedirs(os.path.dirname(args.docs) or '.', exist_ok=True)
         with open(args.docs, 'w') as f:
             has_report = os.path.exists(os.path.join(os.path.dirname(args.docs), 'gpu_report.md'))
-            intro = DOCS_INTRO.format(names=', '.join(MODULES), gpu_report=GPU_REPORT if has_report else NO_GPU_REPORT)
+            intro = DOCS_INTRO.format(names=', '.join(MODULES), gpu_report=GPU_REPORT if has_report else NO_GPU_REPORT,
+                                      clock_note=CPU_CLOCK_NOTE if args.clock == 'cpu' else WALL_CLOCK_NOTE)
             f.write(intro + '\n' + '\n'.join(sections))
         print(f'wrote {args.docs}')
     return 0

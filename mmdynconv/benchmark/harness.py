@@ -5,7 +5,10 @@ one process and adds ratio columns against the benchmark's named baselines measu
 
 Timing (:func:`time_ms`): ``warmup`` untimed runs, then up to ``repeat`` timed runs, stopping early once ``budget_s``
 seconds of timed runs have accumulated (at least one timed run); the median in milliseconds. CUDA runs are timed with
-a pair of CUDA events each (the stream is synchronised before and after); CPU runs with ``time.perf_counter``.
+a pair of CUDA events each (the stream is synchronised before and after); CPU runs with ``time.perf_counter``
+(``clock='wall'``) or with the process's CPU time, ``time.process_time`` (``clock='cpu'``: all threads' CPU time,
+blind to the time the process waits for a core, so stable on a shared machine; with one thread it is the latency an
+idle machine would show).
 
 Peak memory (:func:`peak_mib`), one method per device, both counting bytes of live tensors that torch allocates during
 one run beyond what was allocated before it (allocator caches and library scratch outside torch's allocator, such as
@@ -59,6 +62,7 @@ class Settings:
     repeat: int = 10
     warmup: int = 1
     budget_s: float = 1.0
+    clock: str = 'wall'
 
     @property
     def cuda(self):
@@ -70,8 +74,11 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_ms(step, device, warmup=1, repeat=10, budget_s=1.0):
-    """Median milliseconds of ``step()`` (see the module docstring)."""
+def time_ms(step, device, warmup=1, repeat=10, budget_s=1.0, clock='wall'):
+    """Median milliseconds of ``step()`` (see the module docstring); ``clock`` ('wall' or 'cpu') applies on CPU."""
+    if clock not in ('wall', 'cpu'):
+        raise ValueError(f"time_ms: clock must be 'wall' or 'cpu', got {clock!r}")
+    timer = time.process_time if clock == 'cpu' else time.perf_counter
     for _ in range(warmup):
         step()
     sync(device)
@@ -85,9 +92,9 @@ def time_ms(step, device, warmup=1, repeat=10, budget_s=1.0):
             torch.cuda.synchronize()
             ms = start.elapsed_time(end)
         else:
-            begin = time.perf_counter()
+            begin = timer()
             step()
-            ms = 1e3 * (time.perf_counter() - begin)
+            ms = 1e3 * (timer() - begin)
         times.append(ms)
         spent += ms / 1e3
     return statistics.median(times)
@@ -131,7 +138,7 @@ def _quiet_stderr():
 def measure(case, settings):
     """{'fwd_ms', 'fwd_bwd_ms', 'peak_mib'} of one case (the last two only when ``case.backward``)."""
     fn, leaves = case.build()
-    timing = dict(warmup=settings.warmup, repeat=settings.repeat, budget_s=settings.budget_s)
+    timing = dict(warmup=settings.warmup, repeat=settings.repeat, budget_s=settings.budget_s, clock=settings.clock)
 
     def forward():
         with torch.no_grad():

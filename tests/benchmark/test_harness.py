@@ -65,3 +65,12 @@ def test_registry_lookups():
     assert 'not registered' in registered('no_such_layer_for_the_benchmark')
     with pytest.raises(SkipCase, match="building 'FDConv' failed"):
         build_registered(dict(type='FDConv', channels=8), 'cpu', torch.float32)
+
+
+def test_cpu_clock_does_not_count_waiting():
+    import time
+    wall = time_ms(lambda: time.sleep(0.05), 'cpu', warmup=0, repeat=1, clock='wall')
+    cpu = time_ms(lambda: time.sleep(0.05), 'cpu', warmup=0, repeat=1, clock='cpu')
+    assert wall >= 50 and cpu < 10
+    with pytest.raises(ValueError, match="clock must be 'wall' or 'cpu'"):
+        time_ms(lambda: None, 'cpu', clock='gpu')
