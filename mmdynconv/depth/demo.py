@@ -57,10 +57,16 @@ def tune_guided_filter(rgb, depth_lr, depth, scale):
 
 
 def train_network(variant, scale, seed, data_root, work_dir, max_iters=None):
-    """Train one config through mmengine's Runner; returns (validation metrics, trained model, seconds)."""
+    """Train one config through mmengine's Runner; returns (validation metrics, trained model, seconds).
+
+    Resumable: when the run's final checkpoint exists already (an earlier, interrupted demo), it is evaluated
+    instead of trained again (seconds is then None)."""
     from mmengine.config import Config
     from mmengine.runner import Runner
 
+    from ..utils import allow_runner_checkpoints
+
+    allow_runner_checkpoints()
     cfg = Config.fromfile(CONFIG.format(variant=variant, scale=scale))
     cfg.work_dir = osp.join(work_dir, f'{variant}_x{scale}_seed{seed}')
     cfg.randomness = dict(seed=seed)
@@ -74,10 +80,16 @@ def train_network(variant, scale, seed, data_root, work_dir, max_iters=None):
         for sched in cfg.param_scheduler:  # the warm-up keeps its length, the decay ends at max_iters
             sched.end = min(sched.end, max_iters) if sched.end < cfg.max_iters else max_iters
             sched.begin = min(sched.begin, sched.end - 1)
-    start = time.time()
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    seconds = time.time() - start
+    final = osp.join(cfg.work_dir, f'iter_{cfg.train_cfg.max_iters}.pth')
+    seconds = None
+    if osp.isfile(final):
+        cfg.load_from = final
+        runner = Runner.from_cfg(cfg)
+    else:
+        start = time.time()
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        seconds = time.time() - start
     metrics = runner.val()
     return {k: float(v) for k, v in metrics.items()}, runner.model.eval(), seconds
 
@@ -171,8 +183,9 @@ def run_demo(data_root='data/rgbd_shapes', out_dir='work_dirs/depth_upsampling_d
                 metrics, model, seconds = train_network(variant, scale, seed, data_root, out_dir, max_iters)
                 metrics['train_s'] = seconds
                 results[scale][variant].append(metrics)
+                how = 'checkpoint of an earlier run' if seconds is None else f'trained in {seconds:.0f} s'
                 log(f'x{scale} {variant} seed {seed}: rmse {metrics["rmse"]:.1f} mm '
-                    f'(edge {metrics["rmse_edge"]:.1f}, flat {metrics["rmse_flat"]:.1f}), trained in {seconds:.0f} s')
+                    f'(edge {metrics["rmse_edge"]:.1f}, flat {metrics["rmse_flat"]:.1f}), {how}')
                 if seed == seeds[0]:
                     with torch.no_grad():
                         preds[scale][variant] = model(dict(rgb=rgb[i:i + 1], depth_lr=depth_lr[i:i + 1]))[0]
