@@ -1,6 +1,5 @@
 # Faster R-CNN R50-FPN 1x COCO (mmdet's SGD protocol, the protocol of the ODConv paper's COCO comparison) with
-# CondConv (8 experts) as the ResNet-50's convs: conv_cfg builds every bottleneck conv1/conv2/conv3 as CondConv, and
-# also the stem and the four shortcut projections.
+# CondConv (8 experts) in conv1/conv2/conv3 of every bottleneck (DynamicConvResNet; stem and shortcuts plain).
 # Pretrained weights: an ordinary ResNet-50 checkpoint; every plain conv weight initialises all eight experts (the
 # mixed kernel is then the plain kernel times the per-sample sum of the routing weights, see docs/baselines.md).
 # Without network access pass a local file:  --cfg-options model.backbone.init_cfg.checkpoint=/path/to/resnet50.pth
@@ -8,5 +7,6 @@ _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmdynconv'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
-        conv_cfg=dict(type='CondConv', num_experts=8),
+        type='DynamicConvResNet',
+        block_conv_cfg=dict(type='CondConv', num_experts=8),
         init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')))

@@ -35,18 +35,17 @@ def test_configs_present():
 
 
 @pytest.mark.parametrize('name', list(CONV_CONFIGS) + [pytest.param(n, marks=pytest.mark.slow) for n in PAPER_CONFIGS])
-def test_every_resnet_conv_is_the_layer(name):
-    """conv_cfg builds the 48 bottleneck convs, the stem and the 4 shortcut projections through build_conv_layer."""
+def test_every_bottleneck_conv_is_the_layer(name):
+    """DynamicConvResNet builds conv1/conv2/conv3 of the 16 bottlenecks; the stem and the 4 shortcuts stay plain."""
     cfg = Config.fromfile(CONFIGS[name])
     assert cfg.custom_imports == dict(imports=['mmdynconv'], allow_failed_imports=False)
     backbone = _build(cfg).backbone
     cls = {**CONV_CONFIGS, **PAPER_CONFIGS}[name]
     layers = {n for n, m in backbone.named_modules() if isinstance(m, cls)}
-    assert len(layers) == 48 + 1 + 4
-    assert {f'layer{s}.{b}.conv{c}' for s, n in zip(range(1, 5), (3, 4, 6, 3)) for b in range(n)
-            for c in (1, 2, 3)} | {'conv1'} | {f'layer{s}.0.downsample.0' for s in range(1, 5)} == layers
+    assert layers == {f'layer{s}.{b}.conv{c}' for s, n in zip(range(1, 5), (3, 4, 6, 3)) for b in range(n)
+                      for c in (1, 2, 3)}
     plain = [n for n, m in backbone.named_modules() if type(m) is nn.Conv2d and '.attention.' not in n]
-    assert plain == []
+    assert plain == ['conv1'] + [f'layer{s}.0.downsample.0' for s in range(1, 5)]
 
 
 @pytest.mark.parametrize('name', UPSAMPLER_CONFIGS)
@@ -65,7 +64,7 @@ def test_paper_config_loads_an_ordinary_resnet_checkpoint(tmp_path):
     cfg.model.backbone.init_cfg.checkpoint = str(path)
     backbone = _build(cfg).backbone
     backbone.init_weights()
-    for name in ('conv1', 'layer1.0.conv1', 'layer2.0.conv2', 'layer3.0.downsample.0', 'layer4.2.conv3'):
+    for name in ('layer1.0.conv1', 'layer2.0.conv2', 'layer4.2.conv3'):
         weight = backbone.get_submodule(name).weight
         expected = plain.get_submodule(name).weight.detach()
         assert weight.shape == (4, *expected.shape) and all(torch.equal(w, expected) for w in weight)
@@ -87,7 +86,7 @@ def test_temperature_hook_in_a_demo_training_run(demo_data, tmp_path):
                          'test_evaluator': None, 'val_evaluator.ann_file': root + 'annotations/instances_val2017.json'})
     runner = Runner.from_cfg(cfg)
     layers = [m for m in runner.model.modules() if isinstance(m, DYConv)]
-    assert len(layers) == 53
+    assert len(layers) == 48
     model_forward, seen = runner.model.forward, []
 
     def forward(*args, **kwargs):

@@ -92,3 +92,26 @@ def test_bad_backbone_arguments(kwargs, match):
 def test_basic_block_depth_is_rejected():
     with pytest.raises(ValueError, match='not a plain nn.Conv2d'):
         _build('mmdet', 'FDConvResNet', depth=18, base_channels=8)
+
+
+@pytest.mark.parametrize('scope,type_name', [('mmdet', 'DynamicConvResNet'), ('mmseg', 'DynamicConvResNetV1c')])
+def test_dynamic_conv_resnet_places_any_conv_type(scope, type_name):
+    """Any registered conv in conv1/conv2/conv3 of the flagged stages; stem and shortcuts plain; frozen stages frozen
+    entirely for a layer without modulation parameters."""
+    import importlib
+
+    from mmengine.registry import MODELS, DefaultScope
+
+    from mmdynconv.layers import ODConv
+    importlib.import_module(f'{scope}.models')
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(dict(type=type_name, depth=50, base_channels=16, frozen_stages=1,
+                                  block_conv_cfg=dict(type='ODConv', kernel_num=2),
+                                  stage_with_block_conv=(True, False, True, True)))
+    layers = [n for n, m in model.named_modules() if isinstance(m, ODConv)]
+    assert len(layers) == 3 * (3 + 6 + 3) and not any(n.startswith('layer2.') for n in layers)
+    assert not any(p.requires_grad for p in model.layer1.parameters())
+    with pytest.raises(ValueError, match='stage_with_block_conv'):
+        MODELS.build(dict(type=type_name, depth=50, block_conv_cfg=dict(type='ODConv'), stage_with_block_conv=(True,)))
+    with pytest.raises(ValueError, match='block_conv_cfg'):
+        MODELS.build(dict(type=type_name, depth=50, block_conv_cfg='ODConv'))

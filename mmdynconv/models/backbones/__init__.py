@@ -5,6 +5,6 @@ HAS_MMDET = is_installed('mmdet')
 HAS_MMSEG = is_installed('mmseg')
 
 if HAS_MMDET:
-    from .fdconv_resnet import FDConvResNet  # noqa: F401,E402
+    from .fdconv_resnet import DynamicConvResNet, FDConvResNet  # noqa: F401,E402
 if HAS_MMSEG:
-    from .fdconv_resnet_v1c import FDConvResNetV1c  # noqa: F401,E402
+    from .fdconv_resnet_v1c import DynamicConvResNetV1c, FDConvResNetV1c  # noqa: F401,E402

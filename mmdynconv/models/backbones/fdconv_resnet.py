@@ -1,21 +1,44 @@
-"""mmdet ``ResNet`` with FDConv in every bottleneck conv, registered in the root ``MODELS``."""
+"""mmdet ``ResNet`` with a dynamic conv in every bottleneck conv, registered in the root ``MODELS``."""
 from mmdet.models.backbones import ResNet
 from mmengine.registry import MODELS
 
-from .fdconv_placement import FDConvPlacementMixin
+from .block_conv_placement import BlockConvPlacementMixin
 
 
 @MODELS.register_module()
-class FDConvResNet(FDConvPlacementMixin, ResNet):
-    """mmdet's ``ResNet`` (Bottleneck depths 50/101/152) with FDConv's published placement.
+class DynamicConvResNet(BlockConvPlacementMixin, ResNet):
+    """mmdet's ``ResNet`` (Bottleneck depths 50/101/152) with ``block_conv_cfg`` (any registered conv type, e.g.
+    ``dict(type='ODConv', kernel_num=4)``) in conv1, conv2 and conv3 of every bottleneck of the flagged stages.
+
+    Args:
+        block_conv_cfg: the conv config. stage_with_block_conv: one flag per stage.
+        **kwargs: mmdet ``ResNet`` arguments. An ordinary ResNet checkpoint loads through ``init_cfg`` when the layer
+            converts plain conv weights (FDConv, CondConv, DYConv, ODConv do).
+    """
+
+    def __init__(self, block_conv_cfg, stage_with_block_conv=(True, True, True, True), **kwargs):
+        super().__init__(**kwargs)
+        self.place_block_convs(block_conv_cfg, stage_with_block_conv)
+
+
+@MODELS.register_module()
+class FDConvResNet(BlockConvPlacementMixin, ResNet):
+    """mmdet's ``ResNet`` with FDConv's published placement (:class:`DynamicConvResNet` with FDConv).
 
     Args:
         fdconv_cfg: FDConv options, e.g. ``dict(type='FDConv', kernel_num=64)``.
         stage_with_fdconv: one flag per stage.
         **kwargs: mmdet ``ResNet`` arguments. ``init_cfg=dict(type='Pretrained', checkpoint=...)`` accepts an
-            ordinary ResNet checkpoint: conv weights are converted to FDConv spectra when loaded.
+            ordinary ResNet checkpoint (conv weights are converted to FDConv spectra when loaded) or one of the
+            authors' FDConv checkpoints (converted likewise).
     """
 
     def __init__(self, fdconv_cfg=dict(type='FDConv'), stage_with_fdconv=(True, True, True, True), **kwargs):
         super().__init__(**kwargs)
-        self.place_fdconv(fdconv_cfg, stage_with_fdconv)
+        self.place_block_convs(_fdconv(fdconv_cfg), stage_with_fdconv, ('fdconv_cfg', 'stage_with_fdconv'))
+
+
+def _fdconv(fdconv_cfg):
+    if not isinstance(fdconv_cfg, dict) or fdconv_cfg.get('type', 'FDConv') != 'FDConv':
+        raise ValueError(f"fdconv_cfg must be a dict with type='FDConv', got {fdconv_cfg!r}")
+    return dict(fdconv_cfg, type='FDConv')

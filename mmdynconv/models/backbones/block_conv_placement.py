@@ -1,0 +1,49 @@
+"""A registered conv type in conv1, conv2 and conv3 of every ResNet bottleneck (the placement FDConv's, ODConv's and
+CondConv's papers use), shared by the mmdet and mmseg backbone variants."""
+from mmcv.cnn import build_conv_layer
+from torch import nn
+
+BLOCK_CONVS = ('conv1', 'conv2', 'conv3')
+
+
+class BlockConvPlacementMixin:
+    """Mixin for an OpenMMLab ``ResNet`` subclass: ``block_conv_cfg`` builds conv1, conv2 and conv3 of every
+    bottleneck of the enabled stages (through ``build_conv_layer``, with the plain conv's arguments); the stem and the
+    shortcut projections stay plain.
+
+    In a frozen stage (``frozen_stages``) everything stays frozen except what a layer lists in its
+    ``modulation_parameters()`` (FDConv: KSM and FBM, the published recipe); frozen stages are kept in eval mode by
+    the parent ``train()``.
+    """
+
+    def place_block_convs(self, block_conv_cfg, stage_flags, arg_names=('block_conv_cfg', 'stage_with_block_conv')):
+        cfg_name, flags_name = arg_names
+        if not isinstance(block_conv_cfg, dict) or not isinstance(block_conv_cfg.get('type'), str):
+            raise ValueError(f'{cfg_name} must be a conv config dict with a type, e.g. dict(type=\'ODConv\'), got '
+                             f'{block_conv_cfg!r}')
+        if len(stage_flags) != len(self.res_layers):
+            raise ValueError(f'{flags_name} must have one flag per stage ({len(self.res_layers)}), got '
+                             f'{stage_flags!r}')
+        for stage, (layer_name, enabled) in enumerate(zip(self.res_layers, stage_flags)):
+            if not enabled:
+                continue
+            for index, block in enumerate(getattr(self, layer_name)):
+                for name in BLOCK_CONVS:
+                    conv = getattr(block, name, None)
+                    if type(conv) is not nn.Conv2d:
+                        raise ValueError(f'{layer_name}.{index}.{name} is {type(conv).__name__}, not a plain '
+                                         f'nn.Conv2d: {block_conv_cfg["type"]} replaces bottleneck convs only (no '
+                                         f'dcn or BasicBlock in stage {stage + 1})')
+                    setattr(block, name, build_conv_layer(
+                        dict(block_conv_cfg), conv.in_channels, conv.out_channels, conv.kernel_size,
+                        stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
+                        bias=conv.bias is not None))
+        self._freeze_stages()
+
+    def _freeze_stages(self):
+        super()._freeze_stages()
+        for i in range(1, self.frozen_stages + 1):
+            for module in getattr(self, f'layer{i}').modules():
+                if hasattr(module, 'modulation_parameters'):
+                    for param in module.modulation_parameters():
+                        param.requires_grad = True
