@@ -3,9 +3,9 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import nn
 
+from ..ops.arguments import check_int
 from ..ops.carafe import carafe
 from ..ops.per_sample_conv import conv_dtype
-from .kernel_mixture_base import check_int
 
 
 @MODELS.register_module('carafe_torch')

@@ -8,7 +8,6 @@ from ..ops.arguments import check_pair
 from .ddf_branches import ChannelFilterBranch, check_ddf_args
 from .filter_norm import FilterNorm
 
-
 # parameter names of the authors' ``DDFPack`` (official ddfnet ImageNet checkpoints) -> ours
 RELEASE_KEYS = {'spatial_branch.0.': 'spatial_conv.', 'channel_branch.1.': 'channel_branch.squeeze.',
                 'channel_branch.3.': 'channel_branch.expand.', 'channel_branch.4.std': 'channel_branch.norm.std'}

@@ -5,7 +5,8 @@ import torch
 from mmengine.registry import MODELS
 from torch import nn
 
-from .kernel_mixture_base import KernelMixtureConv, check_int, check_positive
+from ..ops.arguments import check_int, check_positive
+from .kernel_mixture_base import KernelMixtureConv
 
 
 @MODELS.register_module('DYConv')

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import nn
 
-from .kernel_mixture_base import check_int
+from ..ops.arguments import check_int
 
 
 @MODELS.register_module('dysample')

@@ -9,8 +9,13 @@ from ..ops.backend import BACKENDS
 from ..ops.fdconv import fdconv_dynamic_conv
 from ..ops.fdconv_fbm import MASK_MODES
 from ..ops.fdconv_oracle import fdconv_oracle
-from ..ops.fdconv_spectrum import (BAND_ORDERS, fourier_band_index, spectrum_scale, spectrum_to_weight,
-                                   weight_to_spectrum)
+from ..ops.fdconv_spectrum import (
+    BAND_ORDERS,
+    fourier_band_index,
+    spectrum_scale,
+    spectrum_to_weight,
+    weight_to_spectrum,
+)
 from .fdconv_release import convert_release_layer, is_release_layout
 from .frequency_band_modulation import FrequencyBandModulation
 from .kernel_spatial_modulation import KernelSpatialModulationGlobal, KernelSpatialModulationLocal

@@ -3,28 +3,8 @@ checkpoint loading and the call into :func:`mmdynconv.ops.kernel_mixture_conv`."
 import torch
 from torch import nn
 
+from ..ops.arguments import check_int, check_pair
 from ..ops.kernel_mixture import kernel_mixture_conv
-
-
-def check_int(layer, name, value, minimum):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f'{layer}: {name} must be an int, got {type(value).__name__} {value!r}')
-    if value < minimum:
-        raise ValueError(f'{layer}: {name} must be >= {minimum}, got {value}')
-    return value
-
-
-def check_pair(layer, name, value, minimum):
-    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) != 2:
-        raise ValueError(f'{layer}: {name} must be an int or a pair of ints, got {value!r}')
-    return tuple(check_int(layer, name, v, minimum) for v in values)
-
-
-def check_positive(layer, name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f'{layer}: {name} must be a number > 0, got {value!r}')
-    return float(value)
 
 
 class KernelMixtureConv(nn.Module):

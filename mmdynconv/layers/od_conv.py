@@ -1,7 +1,8 @@
 """Omni-dimensional dynamic convolution (Li et al., ICLR 2022), registry type ``'ODConv'``."""
 from mmengine.registry import MODELS
 
-from .kernel_mixture_base import KernelMixtureConv, check_int, check_positive
+from ..ops.arguments import check_int, check_positive
+from .kernel_mixture_base import KernelMixtureConv
 from .od_conv_attention import ODConvAttention
 
 

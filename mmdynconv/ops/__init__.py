@@ -3,8 +3,7 @@
 Backend switch: the ``backend`` argument of every op, or the environment variable ``MMDYNCONV_BACKEND``
 (see :mod:`mmdynconv.ops.backend`).
 """
-from .backend import (BACKENDS, ENV_VAR, resolve_backend, triton_available,
-                      triton_interpreter_enabled)
+from .backend import BACKENDS, ENV_VAR, resolve_backend, triton_available, triton_interpreter_enabled
 from .carafe import carafe
 from .ddf import ddf
 from .fdconv import fdconv_dynamic_conv

@@ -33,3 +33,10 @@ def check_choice(owner, name, value, choices):
     if value not in choices:
         raise ValueError(f'{owner}: {name} must be one of {tuple(choices)}, got {value!r}')
     return value
+
+
+def check_positive(owner, name, value):
+    """``value`` as a float if it is a number > 0; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f'{owner}: {name} must be a number > 0, got {value!r}')
+    return float(value)

@@ -14,6 +14,8 @@ Double backward is not supported.
 import torch
 import torch.nn.functional as F
 
+from .arguments import check_int
+
 NAME = 'carafe'
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -33,10 +35,7 @@ def carafe(features, masks, kernel_size, group_size, scale_factor):
 
 
 def _int(name, value, minimum):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f'{NAME}: {name} must be an int, got {type(value).__name__} {value!r}')
-    if value < minimum:
-        raise ValueError(f'{NAME}: {name} must be >= {minimum}, got {value}')
+    check_int(NAME, name, value, minimum)
 
 
 def _validate(features, masks, kernel_size, group_size, scale_factor):

@@ -30,10 +30,14 @@ import torch
 
 from .arguments import check_optional_bool, check_pair
 from .backend import device_guard, resolve_backend
-from .fdconv_assembly import (KernelAssembly, allocate_weight_grads, finish_spectrum_grad, spectral_backward,
-                              weight_backward)
-from .per_sample_conv import (ConvShape, conv_dtype, per_sample_conv_backward, per_sample_conv_forward,
-                              sample_chunks)
+from .fdconv_assembly import (
+    KernelAssembly,
+    allocate_weight_grads,
+    finish_spectrum_grad,
+    spectral_backward,
+    weight_backward,
+)
+from .per_sample_conv import ConvShape, conv_dtype, per_sample_conv_backward, per_sample_conv_forward, sample_chunks
 
 CHUNK_ELEMENTS = 1 << 17       # kernel entries per chunk (512 KiB fp32; at least one sample, at most MAX_CHUNKS chunks)
 MAX_CHUNKS = 4

@@ -26,6 +26,7 @@ dtype.
 import torch
 import torch.nn.functional as F
 
+from .arguments import check_pair
 from .per_sample_conv import ConvShape, conv_dtype, per_sample_conv_backward, per_sample_conv_forward, sample_chunks
 
 CHUNK_ELEMENTS = 1 << 23   # mixed-kernel entries per chunk (32 MiB fp32; at least one sample, at most MAX_CHUNKS)
@@ -79,12 +80,7 @@ def kernel_mixture_conv_reference(x, weight, routing, spatial_att=None, in_att=N
 
 
 def _pair(name, value, minimum):
-    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise TypeError(f'{NAME}: {name} must be an int or a pair of ints, got {value!r}')
-    if min(values) < minimum:
-        raise ValueError(f'{NAME}: {name} must be >= {minimum}, got {value!r}')
-    return list(values)
+    return list(check_pair(NAME, name, value, minimum))
 
 
 def _validate(x, weight, routing, spatial_att, in_att, out_att, bias, stride, padding, dilation, groups):

@@ -5,6 +5,7 @@ import os.path as osp
 import torch
 import torch.distributed as dist
 
+
 def load_config(path, launcher='none', work_dir=None, cfg_options=None):
     """Read a config the way the tools do: ``--cfg-options`` merged, ``work_dir`` defaulting to
     ``./work_dirs/<config name>``, ``launcher`` set."""
