@@ -7,7 +7,8 @@ from mmengine.registry import MODELS
 
 import mmdynconv
 
-REGISTERED = ['DDF', 'ddf_up', 'FDConv', 'UpsamplerFPN', 'FDConvResNet', 'FDConvResNetV1c']
+REGISTERED = ['DDF', 'ddf_up', 'FDConv', 'CondConv', 'DYConv', 'ODConv', 'carafe_torch', 'dysample', 'UpsamplerFPN',
+              'FDConvResNet', 'FDConvResNetV1c', 'DynamicConvResNet', 'DynamicConvResNetV1c']
 
 
 def test_version():
