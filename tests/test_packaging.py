@@ -2,6 +2,7 @@
 built from this checkout, installed into a fresh environment and driven through ``mim search / train / test``, and
 an editable ``mim install -e`` of a copy of the checkout."""
 import glob
+import importlib.util
 import os
 import os.path as osp
 import re
@@ -50,6 +51,17 @@ def test_import_registers_the_scope_once():
     assert register_config_scope() == (PACKAGE, 'mmdynconv.version')
     # mmengine locates the package that is really imported (wheel or editable checkout alike)
     assert get_installed_path(MODULE2PACKAGE[PACKAGE]) == osp.dirname(mmdynconv.__file__)
+
+
+def test_fork_entries_point_at_the_import_name(monkeypatch):
+    """A table entry whose distribution is missing but whose module imports (onedl-mmsegmentation provides ``mmseg``
+    without an ``mmsegmentation`` distribution) is pointed at the module; entries of absent modules stay."""
+    monkeypatch.setitem(MODULE2PACKAGE, 'mmseg', 'no-such-distribution')
+    monkeypatch.setitem(MODULE2PACKAGE, 'no_such_module', 'no-such-distribution')
+    register_config_scope()
+    assert MODULE2PACKAGE['mmseg'] == 'mmseg'
+    assert MODULE2PACKAGE['no_such_module'] == 'no-such-distribution'
+    assert get_installed_path(MODULE2PACKAGE['mmseg']) == osp.dirname(importlib.util.find_spec('mmseg').origin)
 
 
 def test_user_config_inherits_a_paper_config(tmp_path):
@@ -195,6 +207,23 @@ def wheel_env(tmp_path_factory):
     return wheel, python, cwd
 
 
+def has_distribution(name):
+    from importlib.metadata import PackageNotFoundError, distribution
+    try:
+        distribution(name)
+        return True
+    except PackageNotFoundError:
+        return False
+
+
+# onedl-mim 0.5.1 takes the first entry of a distribution's RECORD as the package folder; pip sorts RECORD, and for a
+# distribution named like its module ('mmdynconv-0.2.0.dist-info/...' < 'mmdynconv/...') that is the .dist-info
+# folder, so onedl-mim finds no .mim in a wheel install (openmim 0.3.9 uses the location and works). docs/install.md.
+ONEDL_MIM = has_distribution('onedl-mim')
+onedl_mim_bug = pytest.mark.skipif(ONEDL_MIM, reason='onedl-mim 0.5.1 cannot locate wheel installs named like their '
+                                   'module (test_onedl_mim_locates_the_dist_info_folder)')
+
+
 def env_run(python, cwd, *args, timeout=600):
     env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'TRITON_INTERPRET')}
     return run([python, *args], cwd=cwd, env=env, timeout=timeout)
@@ -212,6 +241,18 @@ def test_wheel_carries_the_mim_folder(wheel_env):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not ONEDL_MIM, reason='onedl-mim only')
+def test_onedl_mim_locates_the_dist_info_folder(wheel_env):
+    """The onedl-mim bug, pinned (fails once it is fixed); our shipped tools run all the same, as mim would run them."""
+    _, python, cwd = wheel_env
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'TRITON_INTERPRET')}
+    proc = subprocess.run([python, '-m', 'mim', 'search', 'mmdynconv'], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    assert proc.returncode != 0 and '.dist-info/model-index.yml' in proc.stdout, proc.stdout[-3000:]
+
+
+@pytest.mark.slow
+@onedl_mim_bug
 def test_mim_search_lists_every_config(wheel_env):
     _, python, cwd = wheel_env
     out = env_run(python, cwd, '-m', 'mim', 'search', 'mmdynconv')
@@ -222,17 +263,26 @@ def test_mim_search_lists_every_config(wheel_env):
 
 @pytest.mark.slow
 def test_mim_train_and_test_a_demo_config(wheel_env, demo_data, tmp_path):
+    """``mim train / test mmdynconv <demo config>``; with onedl-mim (see above) the shipped .mim tools directly, with
+    the command line mim would run."""
     _, python, cwd = wheel_env
     work = str(tmp_path / 'work')
-    out = env_run(python, cwd, '-m', 'mim', 'train', 'mmdynconv', f'configs/{DEMO_DET}', '--work-dir', work,
-                  '--cfg-options', *demo_det_options(demo_data))
-    assert '.mim/tools/train.py' in out and 'coco/bbox_mAP' in out
-    assert 'Failed to search registry' not in out
+    if ONEDL_MIM:
+        mim = env_run(python, cwd, '-c', 'import mmdynconv, os; print("@", os.path.dirname(mmdynconv.__file__))')
+        mim = osp.join([line[2:] for line in mim.splitlines() if line.startswith('@ ')][0], '.mim')
+        train = [osp.join(mim, 'tools', 'train.py'), osp.join(mim, 'configs', DEMO_DET), '--launcher', 'none']
+        test = [osp.join(mim, 'tools', 'test.py'), osp.join(mim, 'configs', DEMO_DET), osp.join(work, 'epoch_1.pth'),
+                '--launcher', 'none']
+    else:
+        train = ['-m', 'mim', 'train', 'mmdynconv', f'configs/{DEMO_DET}']
+        test = ['-m', 'mim', 'test', 'mmdynconv', f'configs/{DEMO_DET}', '--checkpoint', osp.join(work, 'epoch_1.pth')]
+    out = env_run(python, cwd, *train, '--work-dir', work, '--cfg-options', *demo_det_options(demo_data))
+    assert ONEDL_MIM or '.mim/tools/train.py' in out
+    assert 'coco/bbox_mAP' in out and 'Failed to search registry' not in out
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
-    out = env_run(python, cwd, '-m', 'mim', 'test', 'mmdynconv', f'configs/{DEMO_DET}', '--checkpoint',
-                  osp.join(work, 'epoch_1.pth'), '--work-dir', str(tmp_path / 'test'),
+    out = env_run(python, cwd, *test, '--work-dir', str(tmp_path / 'test'),
                   '--cfg-options', *demo_det_options(demo_data))
-    assert '.mim/tools/test.py' in out and 'coco/bbox_mAP' in out
+    assert (ONEDL_MIM or '.mim/tools/test.py' in out) and 'coco/bbox_mAP' in out
 
 
 @pytest.mark.slow

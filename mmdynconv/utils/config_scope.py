@@ -12,6 +12,12 @@ distribution first, and for an editable (PEP 660) install the distribution's loc
 ``importlib.util.find_spec``, whose origin (``<package dir>/version.py``) gives the package folder that is really
 imported, for wheels and editable installs alike, in mmengine 0.10.7 and onedl-mmengine 0.10.12.
 
+The same table breaks ``mmseg::`` bases on the onedl stack: its entry ``'mmseg': 'mmsegmentation'`` names a
+distribution that onedl-mmsegmentation does not have (onedl-mmengine 0.10.12 then reports "mmsegmentation is not
+installed"). :func:`register_config_scope` therefore also points every entry whose distribution is missing but whose
+module imports (a fork under another distribution name) at the module name, which mmengine resolves through
+``find_spec``, as it already does for ``mmdet`` (whose two names agree).
+
 So it works wherever mmdynconv is imported before the config is parsed: our ``tools/train.py`` / ``tools/test.py``
 (and therefore ``mim train mmdynconv`` / ``mim test mmdynconv``), and any script or notebook that runs
 ``import mmdynconv`` first. It cannot work in a program that parses the config before importing us, e.g. mmdet's or
@@ -22,6 +28,9 @@ a ``type`` that does not carry a scope yet. ``mmdynconv`` is no registry scope (
 ``default_scope`` names: ``mmdet``, ``mmseg``, ...), so :func:`replace_package_scope` rewrites those stamps to the
 config's ``default_scope``; our tools call it after loading a config.
 """
+from importlib.metadata import PackageNotFoundError, distribution
+from importlib.util import find_spec
+
 from mmengine.config.utils import MODULE2PACKAGE
 
 PACKAGE = 'mmdynconv'
@@ -29,9 +38,21 @@ LOCATOR = 'mmdynconv.version'  # a direct submodule: dirname(find_spec(LOCATOR).
 
 
 def register_config_scope():
-    """Make ``mmdynconv::`` resolvable by mmengine's config parser (idempotent); return the table entry."""
+    """Make ``mmdynconv::`` (and forks' ``PKG::``) resolvable by mmengine's config parser (idempotent); return the
+    ``mmdynconv`` table entry."""
     MODULE2PACKAGE.setdefault(PACKAGE, LOCATOR)
+    for module, dist in list(MODULE2PACKAGE.items()):
+        if module != PACKAGE and module != dist and not _has_distribution(dist) and find_spec(module) is not None:
+            MODULE2PACKAGE[module] = module
     return PACKAGE, MODULE2PACKAGE[PACKAGE]
+
+
+def _has_distribution(name):
+    try:
+        distribution(name)
+        return True
+    except PackageNotFoundError:
+        return False
 
 
 def replace_package_scope(cfg):
