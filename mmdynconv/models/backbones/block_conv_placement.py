@@ -47,3 +47,10 @@ class BlockConvPlacementMixin:
                 if hasattr(module, 'modulation_parameters'):
                     for param in module.modulation_parameters():
                         param.requires_grad = True
+
+
+def fdconv_cfg_of(fdconv_cfg):
+    """The FDConv backbones' ``fdconv_cfg`` as a block conv config (its type must be FDConv)."""
+    if not isinstance(fdconv_cfg, dict) or fdconv_cfg.get('type', 'FDConv') != 'FDConv':
+        raise ValueError(f"fdconv_cfg must be a dict with type='FDConv', got {fdconv_cfg!r}")
+    return dict(fdconv_cfg, type='FDConv')

@@ -2,7 +2,7 @@
 from mmdet.models.backbones import ResNet
 from mmengine.registry import MODELS
 
-from .block_conv_placement import BlockConvPlacementMixin
+from .block_conv_placement import BlockConvPlacementMixin, fdconv_cfg_of
 
 
 @MODELS.register_module()
@@ -35,10 +35,5 @@ class FDConvResNet(BlockConvPlacementMixin, ResNet):
 
     def __init__(self, fdconv_cfg=dict(type='FDConv'), stage_with_fdconv=(True, True, True, True), **kwargs):
         super().__init__(**kwargs)
-        self.place_block_convs(_fdconv(fdconv_cfg), stage_with_fdconv, ('fdconv_cfg', 'stage_with_fdconv'))
+        self.place_block_convs(fdconv_cfg_of(fdconv_cfg), stage_with_fdconv, ('fdconv_cfg', 'stage_with_fdconv'))
 
-
-def _fdconv(fdconv_cfg):
-    if not isinstance(fdconv_cfg, dict) or fdconv_cfg.get('type', 'FDConv') != 'FDConv':
-        raise ValueError(f"fdconv_cfg must be a dict with type='FDConv', got {fdconv_cfg!r}")
-    return dict(fdconv_cfg, type='FDConv')

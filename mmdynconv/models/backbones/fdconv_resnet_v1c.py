@@ -2,8 +2,7 @@
 from mmengine.registry import MODELS
 from mmseg.models.backbones import ResNetV1c
 
-from .block_conv_placement import BlockConvPlacementMixin
-from .fdconv_resnet import _fdconv
+from .block_conv_placement import BlockConvPlacementMixin, fdconv_cfg_of
 
 
 @MODELS.register_module()
@@ -29,4 +28,4 @@ class FDConvResNetV1c(BlockConvPlacementMixin, ResNetV1c):
 
     def __init__(self, fdconv_cfg=dict(type='FDConv'), stage_with_fdconv=(True, True, True, True), **kwargs):
         super().__init__(**kwargs)
-        self.place_block_convs(_fdconv(fdconv_cfg), stage_with_fdconv, ('fdconv_cfg', 'stage_with_fdconv'))
+        self.place_block_convs(fdconv_cfg_of(fdconv_cfg), stage_with_fdconv, ('fdconv_cfg', 'stage_with_fdconv'))
