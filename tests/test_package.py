@@ -41,3 +41,16 @@ def test_import_without_one_of_mmdet_mmseg(missing, present, absent_type):
             'print("ok")')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-3000:]
+
+
+def test_import_without_mmcv_registers_the_layers():
+    """With mmengine but no mmcv (e.g. a GPU machine carrying only pure-Python wheels) the layers register; the
+    necks and backbones, which need mmcv, do not."""
+    code = ('import sys; sys.modules["mmcv"] = None\n'
+            'import mmdynconv\n'
+            'from mmengine.registry import MODELS\n'
+            'assert all(MODELS.get(t) is not None for t in ("DDF", "ddf_up", "FDConv", "ODConv", "carafe_torch"))\n'
+            'assert "UpsamplerFPN" not in MODELS.module_dict\n'
+            'print("ok")')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-3000:]
