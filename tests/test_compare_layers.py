@@ -149,3 +149,20 @@ def test_adamw_moves_the_fdconv_kernel_by_the_spectrum_step_gain():
     fd, plain = pair()
     decay = [_one_adamw_step(c, x, probe, weight_decay=0.05, zero_grad=True) for c in (fd, plain)]
     assert decay[0] == pytest.approx(decay[1], rel=1e-4) and decay[1] == pytest.approx(1e-3 * 0.05, rel=1e-3)
+
+
+def test_ksm_norms_stay_in_training_mode_with_the_hook():
+    """Under norm_eval=True (mmdet's fine-tuning default) the FDConv backbone puts every BatchNorm in eval mode, the
+    KSM ones included, although they have no pretrained statistics; ksm_norms_train (KSMNormTrainHook) undoes that for
+    the KSM BatchNorms only."""
+    from mmdynconv.comparison.metrics_hook import ksm_norms_train
+    from mmdynconv.models.backbones import FDConvResNet
+    net = FDConvResNet(depth=50, base_channels=8, frozen_stages=1, norm_eval=True,
+                       fdconv_cfg=dict(type='FDConv', kernel_num=4, dynamic_min_channels=4))
+    net.train()
+    ksm = [n for n, m in net.named_modules() if n.endswith('ksm_global.norm')]
+    assert len(ksm) == 48 and not any(dict(net.named_modules())[n].training for n in ksm)
+    assert ksm_norms_train(net) == 48
+    modules = dict(net.named_modules())
+    assert all(modules[n].training for n in ksm)
+    assert not modules['layer2.0.bn1'].training and not modules['layer1.0.bn1'].training

@@ -25,13 +25,25 @@ CONFIGS = ('configs/compare/faster-rcnn_tiny-r50_fpn_shapes64.py',
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--data', required=True, help='a generated COCO folder (…/coco/)')
+    p.add_argument('--data', help='a generated COCO folder (…/coco/)')
+    p.add_argument('--trace', metavar='CONFIG', help='instead: train CONFIG (e.g. a comparison run\'s config.py) and '
+                   'print per-iteration loss, gradient norm, KSM kernel gain and activation maxima per stage')
+    p.add_argument('--trace-dir', default='work_dirs/fdconv_trace', help='work dir of --trace')
+    p.add_argument('--trace-stop', type=int, default=None, help='stop --trace after this many iterations')
+    p.add_argument('--trace-ksm-norm-train', action='store_true',
+                   help='--trace with every KSM BatchNorm kept in training mode (see FDConvTraceHook)')
     p.add_argument('--plain-config', default=CONFIGS[0])
     p.add_argument('--fdconv-config', default=CONFIGS[1])
     p.add_argument('--steps', type=int, default=30, help='AdamW steps (>= 1)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--lr-mult', default=None, help="diagnostic spectrum lr multiplier: a number > 0 or 'auto'")
     args = p.parse_args(argv)
+    if args.trace:
+        from mmdynconv.comparison.fdconv_probe import trace_run, trace_table
+        print(trace_table(trace_run(args.trace, args.trace_dir, args.trace_stop, args.trace_ksm_norm_train)))
+        return 0
+    if args.data is None:
+        p.error('--data is required (or --trace CONFIG)')
     if args.steps < 1:
         p.error(f'--steps must be >= 1, got {args.steps}')
     if not osp.isfile(osp.join(args.data, 'annotations', 'instances_train2017.json')):

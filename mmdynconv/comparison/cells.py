@@ -39,9 +39,12 @@ _VARIANTS = [
     Variant('ODConv-ResNet', 'det', 'faster-rcnn_tiny-r50-odconv_fpn_shapes64.py', optional=True, priority=3),
     Variant('CARAFE neck', 'det', 'faster-rcnn_tiny-r50_carafe-fpn_shapes64.py', optional=True, priority=3),
     Variant('DySample neck', 'det', 'faster-rcnn_tiny-r50_dysample-fpn_shapes64.py', optional=True, priority=3),
-    # diagnostic (docs/comparison.md, FDConv investigation): FDConv with its kernel's AdamW step matched to a plain conv
+    # diagnostics (docs/comparison.md, FDConv investigation): FDConv with its kernel's AdamW step matched to a plain
+    # conv's (from scratch); FDConv with its KSM BatchNorms kept in training mode (fine-tuned)
     Variant('FDConv-ResNet kernel-lr-x3.05', 'det', 'faster-rcnn_tiny-r50-fdconv-kernel-lr_fpn_shapes64.py',
             optional=True, inits=('scratch',), priority=1),
+    Variant('FDConv-ResNet KSM-BN-train', 'det', 'faster-rcnn_tiny-r50-fdconv-ksm-bn_fpn_shapes64.py',
+            optional=True, inits=('pretrained',), priority=1),
     # segmenter: semantic FPN tiny R50, mIoU
     Variant('plain', 'seg', 'semfpn_tiny-r50_shapes64.py', priority=2),
     Variant('DDF-Up neck', 'seg', 'semfpn_tiny-r50_ddf-up-fpn_shapes64.py', priority=2),

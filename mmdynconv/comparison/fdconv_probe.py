@@ -11,6 +11,9 @@
   output-gradient std at initialisation, loss, and each layer's relative kernel change ``‖W_t − W_0‖ / ‖W_0‖``.
 """
 import copy
+import json
+import os
+import os.path as osp
 
 import torch
 
@@ -206,4 +209,107 @@ def gain_table(backbone):
         g = spectrum_step_gain(ci, co, k)
         lines.append(f'| {ci} → {co}, {k}×{k} | {len(names)} | {max(min(ci, co) // 2, 1)} | {g["norm_ratio"]:.2f} | '
                      f'{g["gain"]:.3f} |')
+    return '\n'.join(lines) + '\n'
+
+
+def _register_trace_hook():
+    """Register :class:`FDConvTraceHook` (kept out of import time: mmengine's hooks are optional here)."""
+    from mmengine.hooks import Hook
+    from mmengine.model import is_model_wrapper
+    from mmengine.registry import HOOKS
+
+    from ..layers.kernel_spatial_modulation import KernelSpatialModulationGlobal
+
+    @HOOKS.register_module(force=True)
+    class FDConvTraceHook(Hook):
+        """Per training iteration, append to ``out_file`` (json lines): loss, gradient norm (before clipping), and
+        per backbone stage the largest global-KSM kernel gain max_b(max α_in · max α_out · max α_pos · Σ_j π_j) and
+        the largest |activation| of the stage output; stops training after ``stop_after`` iterations if given.
+        ``ksm_norm_train``: keep every KSM BatchNorm in training mode (an experiment: under ``norm_eval=True`` or in
+        a frozen stage they otherwise stay in eval mode with their initial statistics, i.e. do not normalise)."""
+
+        def __init__(self, out_file, stop_after=None, ksm_norm_train=False):
+            self.out_file, self.stop_after, self.current = out_file, stop_after, {}
+            self.ksm_norm_train, self.ksm = ksm_norm_train, []
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if self.ksm_norm_train:
+                for m in self.ksm:
+                    m.norm.train()
+
+        def before_train(self, runner):
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            for name, m in model.backbone.named_modules():
+                if isinstance(m, KernelSpatialModulationGlobal):
+                    m.register_forward_hook(self._gain_hook(name.split('.')[0]))
+                    self.ksm.append(m)
+            for stage in range(1, 5):
+                layer = getattr(model.backbone, f'layer{stage}')
+                layer.register_forward_hook(self._act_hook(f'layer{stage}'))
+            open(self.out_file, 'w').close()
+
+        def _gain_hook(self, stage):
+            def hook(_module, _inputs, out):
+                gain = out[0].detach().amax(1) * out[1].detach().amax(1)
+                if out[2] is not None:
+                    gain = gain * out[2].detach().amax(1)
+                if out[3] is not None:
+                    gain = gain * out[3].detach().sum(1)
+                key = f'gain_{stage}'
+                self.current[key] = max(self.current.get(key, 0.0), gain.max().item())
+            return hook
+
+        def _act_hook(self, stage):
+            def hook(_module, _inputs, out):
+                self.current[f'act_{stage}'] = out.detach().abs().max().item()
+            return hook
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            loss = float(outputs['loss'].detach()) if outputs else None
+            record = dict(iter=runner.iter + 1, loss=loss, **self.current)
+            hub = runner.message_hub
+            if 'train/grad_norm' in hub.log_scalars:
+                record['grad_norm'] = float(hub.get_scalar('train/grad_norm').current())
+            with open(self.out_file, 'a') as f:
+                f.write(json.dumps(record) + '\n')
+            self.current = {}
+            if self.stop_after is not None and runner.iter + 1 >= self.stop_after:
+                runner.train_loop.stop_training = True
+
+    return FDConvTraceHook
+
+
+def trace_run(config, work_dir, stop_after=None, ksm_norm_train=False):
+    """Train ``config`` (e.g. a comparison run's ``config.py``) with ``FDConvTraceHook``; return its records."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from ..utils import allow_runner_checkpoints
+    _register_trace_hook()
+    cfg = Config.fromfile(config)
+    cfg.work_dir = work_dir
+    out_file = osp.join(work_dir, 'trace.jsonl')
+    os.makedirs(work_dir, exist_ok=True)
+    hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'DumpMetricsHook']
+    cfg.custom_hooks = hooks + [dict(type='FDConvTraceHook', out_file=out_file, stop_after=stop_after,
+                                              ksm_norm_train=ksm_norm_train)]
+    allow_runner_checkpoints()
+    Runner.from_cfg(cfg).train()
+    with open(out_file) as f:
+        return [json.loads(line) for line in f]
+
+
+def trace_table(records, every=10):
+    """Markdown: every ``every``-th iteration and every iteration whose loss exceeds 5× the running median."""
+    import statistics
+    keys = [k for k in records[0] if k.startswith(('gain_', 'act_'))] if records else []
+    lines = ['| iter | loss | grad norm | ' + ' | '.join(k.replace('_', ' ') for k in keys) + ' |',
+             '|---:|---:|---:|' + '---:|' * len(keys)]
+    losses = []
+    for r in records:
+        losses.append(r['loss'])
+        spike = len(losses) > 5 and r['loss'] > 5 * statistics.median(losses)
+        if r['iter'] % every == 0 or spike or r['iter'] == 1:
+            lines.append(f'| {r["iter"]}{" **spike**" if spike else ""} | {r["loss"]:.3g} | '
+                         f'{r.get("grad_norm", float("nan")):.3g} | ' + ' | '.join(f'{r[k]:.3g}' for k in keys) + ' |')
     return '\n'.join(lines) + '\n'

@@ -1,5 +1,5 @@
-"""``DumpMetricsHook``: writes the final validation metrics of a Runner to a json file (how the comparison runner
-reads a run's result)."""
+"""Hooks of the comparison runs: ``DumpMetricsHook`` writes a Runner's final validation metrics to a json file (how
+the comparison runner reads a run's result); ``KSMNormTrainHook`` keeps FDConv's KSM BatchNorms in training mode."""
 import json
 import os
 import os.path as osp
@@ -28,3 +28,33 @@ class DumpMetricsHook(Hook):
         with open(tmp, 'w') as f:
             json.dump(values, f, indent=1)
         os.replace(tmp, self.out_file)
+
+
+def ksm_norms_train(model):
+    """Put the BatchNorm of every FDConv KSM global branch of ``model`` in training mode; return how many."""
+    from ..layers.kernel_spatial_modulation import KernelSpatialModulationGlobal
+    norms = [m.norm for m in model.modules() if isinstance(m, KernelSpatialModulationGlobal)]
+    for norm in norms:
+        norm.train()
+    return len(norms)
+
+
+@HOOKS.register_module()
+class KSMNormTrainHook(Hook):
+    """Keep FDConv's KSM BatchNorms in training mode during training (the remedy tested in docs/comparison.md):
+    ``norm_eval=True`` and frozen stages otherwise leave them in eval mode with their initial statistics (mean 0,
+    variance 1), so the KSM trunk is not normalised and its attentions can run away when fine-tuning."""
+
+    priority = 'LOW'
+
+    def before_train(self, runner):
+        if ksm_norms_train(_unwrap(runner.model)) == 0:
+            runner.logger.warning('KSMNormTrainHook: the model has no FDConv KSM layer')
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        ksm_norms_train(_unwrap(runner.model))
+
+
+def _unwrap(model):
+    from mmengine.model import is_model_wrapper
+    return model.module if is_model_wrapper(model) else model
