@@ -20,7 +20,7 @@ def example_inputs(wrapper, cfg, shape=None, batch=1, seed=0):
     return (torch.randn(batch, 3, *shape, generator=gen),)
 
 
-def export_config(config, checkpoint, out, shape=None, batch=1, opset=18, check=True):
+def export_config(config, checkpoint, out, shape=None, batch=1, opset=18, check=True, optimize=False):
     """Build ``config`` with ``checkpoint``, export its tensor forward to ``out``; returns a report dict (inputs,
     outputs, ONNX op types, and with ``check`` the ONNX Runtime vs PyTorch differences)."""
     model, cfg = build_model(config, checkpoint)
@@ -28,7 +28,7 @@ def export_config(config, checkpoint, out, shape=None, batch=1, opset=18, check=
     inputs = example_inputs(wrapper, cfg, shape, batch)
     with torch.no_grad():
         n_out = len(wrapper(*inputs))
-    ops = export_onnx(wrapper, inputs, out, wrapper.input_names(), wrapper.output_names(n_out), opset)
+    ops = export_onnx(wrapper, inputs, out, wrapper.input_names(), wrapper.output_names(n_out), opset, optimize)
     report = dict(onnx=out, kind=wrapper.kind, inputs=[tuple(t.shape) for t in inputs], outputs=n_out,
                   onnx_ops=' '.join(ops))
     if check:

@@ -64,11 +64,12 @@ def export_program(model, inputs):
         return program.run_decompositions(decomposition_table())
 
 
-def export_onnx(model, inputs, path, input_names=None, output_names=None, opset_version=18, optimize=True):
+def export_onnx(model, inputs, path, input_names=None, output_names=None, opset_version=18, optimize=False):
     """Write ``model(*inputs)`` as an ONNX file at ``path``; returns the list of ONNX op types it uses.
 
-    ``optimize``: run the exporter's graph optimisation (constant folding, fusion; a large share of the export
-    time). ONNX Runtime optimises the graph again when it loads it either way.
+    ``optimize``: run the exporter's graph optimiser (onnxscript's constant folding and fusions). Off by default:
+    with onnxscript 0.7.2 it turned the DDF-ResNet demo detector into a graph whose outputs are all NaN (the
+    unoptimised graph matches PyTorch), and ONNX Runtime optimises the graph when it loads it anyway.
 
     Raises ``RuntimeError`` if the graph still holds a node outside the standard ONNX domains.
     """

@@ -1,7 +1,7 @@
 """Export a config's network (DDF / DDF-Up / FDConv layers included) to ONNX that stock ONNX Runtime runs.
 
     python tools/deploy/export_onnx.py CONFIG CHECKPOINT --out model.onnx [--shape H W] [--batch B] [--opset 18]
-                                       [--no-check]
+                                       [--no-check] [--optimize]
 
 CHECKPOINT: a Runner checkpoint or a state dict. The graph is the tensor forward of mmdynconv/deploy/tensor_forward.py
 (no NMS, no resizing; the input is the preprocessed image) at a static shape: --shape, or the test pipeline's
@@ -26,6 +26,8 @@ def parse_args(argv=None):
     p.add_argument('--batch', type=int, default=1, help='batch size of the static graph (>= 1)')
     p.add_argument('--opset', type=int, default=18, help='ONNX opset (>= 18)')
     p.add_argument('--no-check', action='store_true', help='skip the ONNX Runtime vs PyTorch comparison')
+    p.add_argument('--optimize', action='store_true',
+                   help="run the exporter's graph optimiser (off by default, see docs/deploy.md)")
     args = p.parse_args(argv)
     if not osp.isfile(args.checkpoint):
         p.error(f'checkpoint {args.checkpoint!r} does not exist')
@@ -39,7 +41,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     report = export_config(args.config, args.checkpoint, args.out, args.shape, args.batch, args.opset,
-                           check=not args.no_check)
+                           check=not args.no_check, optimize=args.optimize)
     for key, value in report.items():
         print(f'{key}: {value}')
     return report
