@@ -26,8 +26,10 @@ class GuidedDepthUpsampler(BaseModel):
       predicted from ``g = genc(rgb)``: a 3×3 conv+ReLU on the full-resolution RGB, then an S×S conv of stride S
       that encodes every S×S block of output pixels into ``guidance_channels`` values at the input resolution
       (``guidance_at='input'``; a learned, compressed form of the layer's ``guidance_at='output'``
-      pixel-unshuffle, which costs S² times more channels). With ``guidance_channels=None`` it is plain
-      (unguided) DDF-Up, and the network never sees the RGB image.
+      pixel-unshuffle, which costs S² times more channels), concatenated with the depth features: the spatial
+      filters see RGB and depth, so the guided network contains the unguided one. With
+      ``guidance_channels=None`` it is plain (unguided) DDF-Up (spatial filters from the depth features alone),
+      and the network never sees the RGB image.
     - ``head``: 3×3 conv+ReLU, 3×3 conv → 1 channel at the output resolution.
 
     Inputs (``forward``): ``inputs = dict(depth_lr=(B, 1, h, w), rgb=(B, 3, S·h, S·w))`` (metres, [0, 1]),
@@ -52,7 +54,8 @@ class GuidedDepthUpsampler(BaseModel):
             self.guidance_encoder = nn.Sequential(
                 *_conv_relu(3, guidance_channels),
                 nn.Conv2d(guidance_channels, guidance_channels, scale_factor, stride=scale_factor))
-        self.upsample = DDFUpsample(channels, scale_factor, kernel_size, guidance_channels=guidance_channels,
+        spatial_in = None if guidance_channels is None else guidance_channels + channels
+        self.upsample = DDFUpsample(channels, scale_factor, kernel_size, guidance_channels=spatial_in,
                                     guidance_at='input')
         self.head = nn.Sequential(*_conv_relu(channels, channels), nn.Conv2d(channels, 1, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)  # start as bicubic upsampling
@@ -73,7 +76,10 @@ class GuidedDepthUpsampler(BaseModel):
                              f'got {tuple(rgb.shape)}')
         x = depth_lr / self.depth_scale
         feats = torch.cat([x, self.encoder(x)], 1)
-        up = self.upsample(feats, self.guidance_encoder(rgb)) if self.guided else self.upsample(feats)
+        if self.guided:
+            up = self.upsample(feats, torch.cat([self.guidance_encoder(rgb), feats], 1))
+        else:
+            up = self.upsample(feats)
         base = F.interpolate(depth_lr, scale_factor=s, mode='bicubic', align_corners=False)
         return base + self.depth_scale * self.head(up)
 
