@@ -1,7 +1,8 @@
 """Shared pytest set-up.
 
 Without a GPU, Triton kernels run through Triton's interpreter: ``TRITON_INTERPRET`` must be set before any module
-defining ``@triton.jit`` kernels is imported, so it is set here, before the tests import mmdynconv.
+defining ``@triton.jit`` kernels is imported, so it is set here, before this file imports mmdynconv (which every
+config test needs first on the onedl stack, where mmseg:: bases resolve only after the import).
 
 In-process tests use one intra-op thread: their tensors are small, and on the 2-core CI machine a second thread
 made them several times slower. Subprocesses (training runs) keep torch's default.
@@ -15,6 +16,8 @@ from tool_runner import run_tool
 if not torch.cuda.is_available():
     os.environ.setdefault('TRITON_INTERPRET', '1')
 torch.set_num_threads(1)
+
+import mmdynconv  # noqa: E402,F401  (registers the layers and the mmdynconv:: / fork config scopes before any test)
 
 
 @pytest.fixture(scope='session')

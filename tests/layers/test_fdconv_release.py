@@ -138,3 +138,16 @@ def test_mask_mode_is_validated():
         FDConv(32, 32, 3, padding=1, kernel_num=8, fbm_mask_mode='square')
     with pytest.raises(ValueError, match='band_order'):
         FDConv(32, 32, 3, padding=1, kernel_num=8, band_order='stable')
+
+
+def test_fbm_caches_survive_tracing():
+    """The first FBM call at a size may happen inside torch.export: nothing traced may land in the caches."""
+    x, att = torch.randn(1, 2, 11, 13), torch.rand(1, 3, 11, 13) * 2
+
+    class Mix(torch.nn.Module):
+        def forward(self, x, att):
+            return frequency_band_mix(x, att)
+
+    torch.export.export(Mix(), (x, att))
+    assert _rel(frequency_band_mix(x, att), frequency_band_mix_oracle(x, att)) < 2e-5
+    assert not isinstance(lowpass_masks(11, 13), torch._subclasses.fake_tensor.FakeTensor)
