@@ -1,4 +1,5 @@
-"""Every config under configs/ builds its model and runs one forward + backward on CPU on a tiny input."""
+"""Every mmdet / mmseg config under configs/ builds its model and runs one forward + backward on CPU on a tiny input
+(configs/depth, an mmengine-only model, is trained through tools/train.py in tests/depth)."""
 import glob
 import os.path as osp
 
@@ -8,7 +9,8 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope, init_default_scope
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True))
+CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+                 if osp.relpath(p, ROOT).split(osp.sep)[1] != 'depth')
 
 
 def det_batch(cfg, size):
@@ -43,7 +45,8 @@ def test_configs_found():
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, osp.join(ROOT, 'configs')))
 def test_config_builds_and_trains_one_step(path):
     cfg = Config.fromfile(path)
-    assert cfg.custom_imports['imports'] == ['mmdynconv']
+    imports = cfg.custom_imports['imports']
+    assert imports[0] == 'mmdynconv' and all(i.startswith('mmdynconv') for i in imports), imports
     init_default_scope(cfg.default_scope)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         from mmengine.registry import MODELS
