@@ -68,11 +68,11 @@ def mean_pairwise_cosine(responses):
 
 
 def layer_from_config(config, checkpoint, name):
-    import mmdynconv  # noqa: F401
     from mmengine.config import Config
     from mmengine.registry import MODELS, DefaultScope, init_default_scope
     from mmengine.runner import load_checkpoint
 
+    import mmdynconv  # noqa: F401
     from mmdynconv.layers import FDConv
     cfg = Config.fromfile(config)
     init_default_scope(cfg.get('default_scope', 'mmengine'))

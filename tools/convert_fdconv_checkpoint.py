@@ -121,8 +121,9 @@ def infer_architecture(state):
 
 def build_target(arch, fdconv_cfg):
     """The FDConv backbone matching the checkpoint, or None when neither mmdet nor (for deep stems) mmseg exists."""
-    import mmdynconv  # noqa: F401  (registers the backbones)
     from mmengine.registry import MODELS
+
+    import mmdynconv  # noqa: F401  (registers the backbones)
     kwargs = dict(depth=arch['depth'], base_channels=arch['base_channels'], stem_channels=arch['stem_channels'],
                   fdconv_cfg=fdconv_cfg, init_cfg=None)
     if find_spec('mmdet') is not None:

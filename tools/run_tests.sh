@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README command 2: set up the environment if needed, then run the whole test suite on CPU.
+# README command 2: set up the environment if needed, lint (ruff), then run the whole test suite on CPU.
 #   bash tools/run_tests.sh [pytest args...]
 # Exits non-zero when any test fails, and also when pytest collected no test at all (its exit code 5).
 set -eo pipefail
@@ -7,6 +7,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/tools/setup_env.sh"
 PY="${MMDYNCONV_VENV:-$ROOT/.venv}/bin/python"
 cd "$ROOT"
+echo "[run_tests] ruff check (configuration: ruff.toml)"
+"$PY" -m ruff check .
 rc=0
 "$PY" -m pytest "$@" || rc=$?
 if [ "$rc" -eq 5 ]; then

@@ -51,7 +51,8 @@ class DDFUpsample(nn.Module):
             raise ValueError(f'ddf_up: guidance_channels must be None or a positive int, got {guidance_channels!r}')
         if guidance_at not in ('input', 'output'):
             raise ValueError(f"ddf_up: guidance_at must be 'input' or 'output', got {guidance_at!r}")
-        self.channels, self.scale_factor, self.kernel_size, self.dilation = channels, scale_factor, kernel_size, dilation
+        self.channels, self.scale_factor = channels, scale_factor
+        self.kernel_size, self.dilation = kernel_size, dilation
         self.heads, self.kernel_combine, self.backend = heads, kernel_combine, backend
         self.guidance_channels, self.guidance_at = guidance_channels, guidance_at
         n, k2 = scale_factor ** 2, kernel_size ** 2

@@ -9,8 +9,18 @@ import torch
 import torch.nn.functional as F
 from tool_runner import run_tool
 
-from mmdynconv.depth import (DepthRMSE, GuidedDepthUpsampler, RGBDUpsamplingDataset, area_downsample, box_filter,
-                             depth_edge_mask, guided_filter, read_rgbd, render_rgbd, write_rgbd_dataset)
+from mmdynconv.depth import (
+    DepthRMSE,
+    GuidedDepthUpsampler,
+    RGBDUpsamplingDataset,
+    area_downsample,
+    box_filter,
+    depth_edge_mask,
+    guided_filter,
+    read_rgbd,
+    render_rgbd,
+    write_rgbd_dataset,
+)
 
 
 @pytest.fixture(scope='module')

@@ -12,7 +12,8 @@ import torch
 
 import mmdynconv
 import mmdynconv.ops
-from mmdynconv.ops import ENV_VAR, backend as backend_module, ddf, resolve_backend
+from mmdynconv.ops import ENV_VAR, ddf, resolve_backend
+from mmdynconv.ops import backend as backend_module
 
 ddf_module = importlib.import_module('mmdynconv.ops.ddf')
 HAS_TRITON = backend_module.triton_available()

@@ -6,8 +6,13 @@ import torch
 from mmdynconv.ops import fdconv_dynamic_conv
 from mmdynconv.ops.fdconv_fbm import frequency_band_mix, lowpass_masks
 from mmdynconv.ops.fdconv_oracle import fdconv_oracle, fdconv_weight_oracle, frequency_band_mix_oracle
-from mmdynconv.ops.fdconv_spectrum import (fourier_band_index, spectrum_scale, spectrum_to_weight, weight_to_spectrum,
-                                           weight_to_tiled)
+from mmdynconv.ops.fdconv_spectrum import (
+    fourier_band_index,
+    spectrum_scale,
+    spectrum_to_weight,
+    weight_to_spectrum,
+    weight_to_tiled,
+)
 
 
 def _close(actual, expected, tol=2e-5):

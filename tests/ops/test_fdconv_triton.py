@@ -7,12 +7,11 @@ import textwrap
 
 import pytest
 import torch
+from test_fdconv_oracle import _close, _op_inputs, _run
+from tool_runner import compile_for_gpu
 
 from mmdynconv.ops import fdconv_dynamic_conv
 from mmdynconv.ops.fdconv_oracle import fdconv_oracle
-
-from test_fdconv_oracle import _close, _op_inputs, _run
-from tool_runner import compile_for_gpu
 
 pytest.importorskip('triton')
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -85,8 +84,8 @@ def test_triton_backend_under_autocast(dtype):
 
 def test_layer_uses_triton_backend_from_environment(monkeypatch):
     """MMDYNCONV_BACKEND=triton puts a whole FDConv layer (as configs build it) on the fused kernels."""
-    from mmdynconv.layers.fdconv import FDConv
     import mmdynconv.ops.fdconv_triton as fdconv_triton
+    from mmdynconv.layers.fdconv import FDConv
     torch.manual_seed(0)
     layer = FDConv(8, 8, 3, padding=1, kernel_num=4, dynamic_min_channels=4)
     with torch.no_grad():
