@@ -68,7 +68,7 @@ FULL = Protocol(
     det=Schedule(iters=150, warmup=25),
     seg=Schedule(iters=150, warmup=25),
     det_seeds=(0, 1, 2),
-    seg_seeds=(0,))
+    seg_seeds=(0, 1, 2))
 
 QUICK = Protocol(
     name='quick',
@@ -78,6 +78,6 @@ QUICK = Protocol(
     det=Schedule(iters=2, warmup=1, batch_size=2),
     seg=Schedule(iters=2, warmup=1, batch_size=2),
     det_seeds=(0,),
-    seg_seeds=(0,))
+    seg_seeds=(0, 1, 2))
 
 PROTOCOLS = dict(full=FULL, quick=QUICK)
