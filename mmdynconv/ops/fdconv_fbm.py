@@ -26,12 +26,13 @@ rebuilds — exactly the FFT-mask operator, with GEMMs instead of 1 + M full-siz
 and adds their coefficient blocks, and rebuilds once. All of it runs in fp32, also under autocast; the result has
 x's dtype.
 """
+import contextlib
 import functools
 import math
 
-import numpy as np
 import torch
 from torch._guards import detect_fake_mode
+from torch.utils._python_dispatch import _disable_current_modes
 
 CUTOFFS = (1 / 4, 1 / 8, 1 / 16)
 MASK_MODES = ('release', 'symmetric')
@@ -39,73 +40,92 @@ RELEASE_GRID = 64          # the release builds its masks on a 64×64 frequency 
 RELEASE_EPSILON = 1e-8     # … with a `< cutoff + 1e-8` test in fp32
 
 
-# Everything cached below is numpy (host data): tensors are made from it per device, and never cached while
-# torch.compile / torch.export trace (a cached fake tensor would break later eager calls).
+# Tensors cached below are built on the CPU and never while torch.compile / torch.export trace (a cached fake
+# tensor would break later eager calls): every entry point checks _tracing() and builds uncached then.
+
+
+def _tracing():
+    return torch.compiler.is_compiling() or detect_fake_mode() is not None
+
+
+@contextlib.contextmanager
+def _real_tensors():
+    """Build constants as real CPU tensors even inside a trace (no fake mode, no torch-function modes)."""
+    with _disable_current_modes(), torch._C.DisableTorchFunction():
+        yield
 
 
 def _nearest_source_index(out_size, in_size):
     """The source index of every output index of ``F.interpolate(mode='nearest')``, as ATen computes it (identity,
     ×2 by halving, else ⌊i·(in/out)⌋ in float32)."""
-    index = np.arange(out_size)
+    index = torch.arange(out_size)
     if out_size == in_size:
         return index
     if out_size == 2 * in_size:
-        return index >> 1
-    scale = np.float32(in_size) / np.float32(out_size)
-    return np.minimum(np.floor(index.astype(np.float32) * scale).astype(np.int64), in_size - 1)
+        return index // 2
+    scale = torch.tensor(in_size, dtype=torch.float32) / torch.tensor(out_size, dtype=torch.float32)
+    return torch.floor(index.float() * scale).long().clamp(max=in_size - 1)
 
 
-@functools.lru_cache(maxsize=16)
 def _release_grid_masks(cutoffs):
     """(M, 64, 33) masks on the release's grid: max(|fftfreq(64)|, |rfftfreq(64)|) < c + 1e-8, in float32."""
-    fr = np.abs(np.fft.fftfreq(RELEASE_GRID)).astype(np.float32)      # k/64: exact in float32
-    fc = np.fft.rfftfreq(RELEASE_GRID).astype(np.float32)
-    radius = np.maximum(fr[:, None], fc[None, :])
-    return np.stack([radius < np.float32(c + RELEASE_EPSILON) for c in cutoffs]).astype(np.float32)
+    fr = torch.fft.fftfreq(RELEASE_GRID, dtype=torch.float32).abs()      # k/64: exact in float32
+    fc = torch.fft.rfftfreq(RELEASE_GRID, dtype=torch.float32)
+    radius = torch.maximum(fr[:, None], fc[None, :])
+    return torch.stack([radius < torch.tensor(c + RELEASE_EPSILON, dtype=torch.float32) for c in cutoffs]).float()
 
 
 def _symmetric_masks(height, width, cutoffs):
-    index_h = np.arange(height)
-    kr = np.minimum(index_h, height - index_h)  # |signed frequency index|
-    kc = np.arange(width // 2 + 1)
+    index_h = torch.arange(height)
+    kr = torch.minimum(index_h, height - index_h)  # |signed frequency index|
+    kc = torch.arange(width // 2 + 1)
     masks = [(kr[:, None] <= math.floor(c * height)) & (kc[None, :] <= math.floor(c * width)) for c in cutoffs]
-    return np.stack(masks).astype(np.float32)
+    return torch.stack(masks).float()
 
 
-@functools.lru_cache(maxsize=256)
-def _masks(height, width, cutoffs, mask_mode):
-    """(M, H, ⌊W/2⌋+1) float32 numpy masks."""
+def _build_masks(height, width, cutoffs, mask_mode):
+    """(M, H, ⌊W/2⌋+1) float32 CPU masks."""
     if mask_mode == 'symmetric':
         return _symmetric_masks(height, width, cutoffs)
     grid = _release_grid_masks(cutoffs)   # nearest-resized to the input's frequency grid, as the release does
     rows = _nearest_source_index(height, grid.shape[1])
     cols = _nearest_source_index(width // 2 + 1, grid.shape[2])
-    return np.ascontiguousarray(grid[:, rows][:, :, cols])
+    return grid[:, rows][:, :, cols].contiguous()
+
+
+_cached_masks = functools.lru_cache(maxsize=256)(_build_masks)
+
+
+def _masks(height, width, cutoffs, mask_mode):
+    if not _tracing():
+        return _cached_masks(height, width, cutoffs, mask_mode)
+    with _real_tensors():
+        return _build_masks(height, width, cutoffs, mask_mode)
 
 
 def lowpass_masks(height: int, width: int, cutoffs=CUTOFFS, mask_mode: str = 'release', device=None) -> torch.Tensor:
     """Float32 (M, H, ⌊W/2⌋+1) 0/1 masks of the rfft2 coefficients that pass each cut-off (see module docstring)."""
     _check_mask_mode(mask_mode, 'lowpass_masks')
-    return torch.tensor(_masks(int(height), int(width), tuple(float(c) for c in cutoffs), mask_mode), device=device)
+    masks = _masks(int(height), int(width), tuple(float(c) for c in cutoffs), mask_mode)
+    return masks.to(device, copy=True)
 
 
-@functools.lru_cache(maxsize=256)
-def _fourier_basis(n, max_frequency):
-    t = np.arange(n, dtype=np.float64)
-    columns = [np.full(n, 1 / math.sqrt(n))]
+def _build_basis(n, max_frequency):
+    t = torch.arange(n, dtype=torch.float64)
+    columns = [torch.full((n,), 1 / math.sqrt(n), dtype=torch.float64)]
     for k in range(1, max_frequency + 1):
         angle = 2 * math.pi * k * t / n
         if 2 * k == n:
-            columns.append(np.cos(angle) / math.sqrt(n))
+            columns.append(angle.cos() / math.sqrt(n))
         else:
-            columns += [np.cos(angle) * math.sqrt(2 / n), np.sin(angle) * math.sqrt(2 / n)]
-    return np.stack(columns, 1).astype(np.float32)
+            columns += [angle.cos() * math.sqrt(2 / n), angle.sin() * math.sqrt(2 / n)]
+    return torch.stack(columns, 1).float()
 
 
 def fourier_basis(n: int, max_frequency: int, device=None) -> torch.Tensor:
     """Orthonormal real Fourier basis (n, ·) of the frequencies 0…max_frequency (≤ n/2), ordered DC, cos 1, sin 1,
     cos 2, …; at Nyquist (max_frequency = n/2, n even) only the cosine. Float32."""
-    return torch.tensor(_fourier_basis(n, max_frequency), device=device)
+    return _build_basis(n, max_frequency).to(device)
 
 
 def _basis_width(n, max_frequency):
@@ -118,7 +138,7 @@ def _basis_weights(mask_1d, n, kmax, rows):
     maps cos ← −a·sin, sin ← a·cos with a = (r_k − r_−k)/2. Columns (rfft layout, c_k): weight c_k and Q, which maps
     ĉ ← c_k·ŝ, ŝ ← −c_k·ĉ."""
     width = _basis_width(n, kmax)
-    weight, rotation, partner = np.zeros(width, np.float32), np.zeros(width, np.float32), np.arange(width)
+    weight, rotation, partner = torch.zeros(width), torch.zeros(width), torch.arange(width)
     weight[0] = mask_1d[0]
     for k in range(1, kmax + 1):
         p = float(mask_1d[k])
@@ -138,27 +158,20 @@ def _max_frequency(mask_1d, n, rows):
     return max(k for k in range(n // 2 + 1) if mask_1d[k] or (rows and mask_1d[(n - k) % n]))
 
 
-def _band_arrays(mask, h, w):
-    """One band's coefficient map as numpy: sub-block size (a, b), scale (or None), rotation (or None), partners."""
-    r, c = mask[:, 0], mask[0, :]
-    if not np.array_equal(r[:, None] * c[None, :], mask):
-        raise AssertionError('FBM masks must be separable')  # true of both mask modes by construction
-    kh, kw = _max_frequency(r, h, True), _max_frequency(c, w, False)
-    s, t, partner_r = _basis_weights(r, h, kh, rows=True)
-    wc, q, partner_c = _basis_weights(c, w, kw, rows=False)
-    scale = None if (s == 1).all() and (wc == 1).all() else s[:, None] * wc[None, :]
-    rotation = None if (t == 0).all() else t[:, None] * q[None, :]
-    return (_basis_width(h, kh), _basis_width(w, kw)), scale, rotation, partner_r, partner_c
-
-
 class _Band:
     """One band's coefficient map on the (a, b) sub-block: Y ↦ (s ⊗ w) ⊙ Y + (t ⊗ q) ⊙ Y[partner_r][:, partner_c]."""
 
-    def __init__(self, arrays, device):
-        self.size, scale, rotation, partner_r, partner_c = arrays
-        self.scale = None if scale is None else torch.tensor(scale, device=device)
-        self.rotation = None if rotation is None else torch.tensor(rotation, device=device)
-        self.partner_r, self.partner_c = torch.tensor(partner_r, device=device), torch.tensor(partner_c, device=device)
+    def __init__(self, mask, h, w, device):
+        r, c = mask[:, 0], mask[0, :]
+        if not torch.equal(r[:, None] * c[None, :], mask):
+            raise AssertionError('FBM masks must be separable')  # true of both mask modes by construction
+        kh, kw = _max_frequency(r, h, True), _max_frequency(c, w, False)
+        self.size = (_basis_width(h, kh), _basis_width(w, kw))
+        s, t, partner_r = _basis_weights(r, h, kh, rows=True)
+        wc, q, partner_c = _basis_weights(c, w, kw, rows=False)
+        self.scale = None if bool((s == 1).all() and (wc == 1).all()) else (s[:, None] * wc[None, :]).to(device)
+        self.rotation = None if bool((t == 0).all()) else (t[:, None] * q[None, :]).to(device)
+        self.partner_r, self.partner_c = partner_r.to(device), partner_c.to(device)
 
     def apply(self, y):
         """The band's map on coefficients y (…, a, b) -> (…, a, b) (y itself when the map is the identity)."""
@@ -168,27 +181,29 @@ class _Band:
         return out
 
 
-@functools.lru_cache(maxsize=256)
-def _plan_arrays(h, w, cutoffs, mask_mode):
-    masks = _masks(h, w, cutoffs, mask_mode)
+def _build_plan(h, w, cutoffs, mask_mode, device):
+    masks = _build_masks(h, w, cutoffs, mask_mode)
     kh = max(_max_frequency(m[:, 0], h, True) for m in masks)
     kw = max(_max_frequency(m[0, :], w, False) for m in masks)
-    return _fourier_basis(h, kh), _fourier_basis(w, kw), [_band_arrays(m, h, w) for m in masks]
+    bands = [_Band(m, h, w, device) for m in masks]
+    return _build_basis(h, kh).to(device), _build_basis(w, kw).to(device), bands
 
 
-def _make_plan(h, w, cutoffs, mask_mode, device):
-    u_h, u_w, bands = _plan_arrays(h, w, cutoffs, mask_mode)
-    return torch.tensor(u_h, device=device), torch.tensor(u_w, device=device), [_Band(b, device) for b in bands]
-
-
-_cached_plan = functools.lru_cache(maxsize=256)(_make_plan)
+_cached_plan = functools.lru_cache(maxsize=256)(_build_plan)
 
 
 def _plan(h, w, cutoffs, mask_mode, device):
     """Row and column bases of the widest band and every band's coefficient map: cached per size and device, except
-    while torch.compile / torch.export trace."""
-    tracing = torch.compiler.is_compiling() or detect_fake_mode() is not None
-    return (_make_plan if tracing else _cached_plan)(h, w, cutoffs, mask_mode, device)
+    while torch.compile / torch.export trace (then built from real CPU tensors and moved to the traced device)."""
+    if not _tracing():
+        return _cached_plan(h, w, cutoffs, mask_mode, device)
+    with _real_tensors():
+        u_h, u_w, bands = _build_plan(h, w, cutoffs, mask_mode, 'cpu')
+    for band in bands:
+        for name in ('scale', 'rotation', 'partner_r', 'partner_c'):
+            if getattr(band, name) is not None:
+                setattr(band, name, getattr(band, name).to(device))
+    return u_h.to(device), u_w.to(device), bands
 
 
 def _project(x, u_h, u_w):
