@@ -152,12 +152,12 @@ def test_adamw_moves_the_fdconv_kernel_by_the_spectrum_step_gain():
 
 
 def test_ksm_norms_stay_in_training_mode_with_the_hook():
-    """Under norm_eval=True (mmdet's fine-tuning default) the FDConv backbone puts every BatchNorm in eval mode, the
-    KSM ones included, although they have no pretrained statistics; ksm_norms_train (KSMNormTrainHook) undoes that for
-    the KSM BatchNorms only."""
-    from mmdynconv.comparison.metrics_hook import ksm_norms_train
+    """Under norm_eval=True (mmdet's fine-tuning default) with the release's behaviour (ksm_norm_eval=True) every
+    BatchNorm is in eval mode, the KSM ones included, although they have no pretrained statistics; ksm_norms_train
+    (KSMNormTrainHook, and the backbone's default ksm_norm_eval=False) undoes that for the KSM BatchNorms only."""
+    from mmdynconv.layers.kernel_spatial_modulation import ksm_norms_train
     from mmdynconv.models.backbones import FDConvResNet
-    net = FDConvResNet(depth=50, base_channels=8, frozen_stages=1, norm_eval=True,
+    net = FDConvResNet(depth=50, base_channels=8, frozen_stages=1, norm_eval=True, ksm_norm_eval=True,
                        fdconv_cfg=dict(type='FDConv', kernel_num=4, dynamic_min_channels=4))
     net.train()
     ksm = [n for n, m in net.named_modules() if n.endswith('ksm_global.norm')]

@@ -7,6 +7,8 @@ import os.path as osp
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from ..layers.kernel_spatial_modulation import ksm_norms_train
+
 
 @HOOKS.register_module()
 class DumpMetricsHook(Hook):
@@ -28,15 +30,6 @@ class DumpMetricsHook(Hook):
         with open(tmp, 'w') as f:
             json.dump(values, f, indent=1)
         os.replace(tmp, self.out_file)
-
-
-def ksm_norms_train(model):
-    """Put the BatchNorm of every FDConv KSM global branch of ``model`` in training mode; return how many."""
-    from ..layers.kernel_spatial_modulation import KernelSpatialModulationGlobal
-    norms = [m.norm for m in model.modules() if isinstance(m, KernelSpatialModulationGlobal)]
-    for norm in norms:
-        norm.train()
-    return len(norms)
 
 
 @HOOKS.register_module()

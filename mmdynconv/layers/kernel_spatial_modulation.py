@@ -88,6 +88,19 @@ class KernelSpatialModulationGlobal(nn.Module):
         return self.in_head(z), self.out_head(z), pos, kernel
 
 
+def ksm_norms_train(model):
+    """Put the BatchNorm of every FDConv KSM global branch in ``model`` in training mode; return how many.
+
+    mmdet/mmseg's ``norm_eval=True`` and frozen stages put every BatchNorm of a backbone in eval mode. The KSM ones
+    have no pretrained statistics when a plain checkpoint is converted (mean 0, variance 1), so in eval mode they do
+    not normalise the attention trunk and its attentions can run away while fine-tuning (docs/comparison.md).
+    """
+    norms = [m.norm for m in model.modules() if isinstance(m, KernelSpatialModulationGlobal)]
+    for norm in norms:
+        norm.train()
+    return len(norms)
+
+
 def default_local_kernel_size(in_channels):
     """κ of the local branch's 1-D conv, the release's ECA rule ``round(log2(Ci)/2 + 0.5) // 2 · 2 + 1``.
 

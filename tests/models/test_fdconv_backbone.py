@@ -115,3 +115,25 @@ def test_dynamic_conv_resnet_places_any_conv_type(scope, type_name):
         MODELS.build(dict(type=type_name, depth=50, block_conv_cfg=dict(type='ODConv'), stage_with_block_conv=(True,)))
     with pytest.raises(ValueError, match='block_conv_cfg'):
         MODELS.build(dict(type=type_name, depth=50, block_conv_cfg='ODConv'))
+
+
+@pytest.mark.parametrize('ksm_norm_eval', [False, True])
+def test_ksm_norms_train_under_norm_eval(ksm_norm_eval):
+    """norm_eval / frozen stages freeze the backbone BNs; the KSM BNs (no pretrained statistics) keep training unless
+    ksm_norm_eval=True asks for the release's behaviour (docs/comparison.md: fine-tuning spikes without this)."""
+    import importlib
+
+    from mmengine.registry import MODELS, DefaultScope
+
+    from mmdynconv.layers.kernel_spatial_modulation import KernelSpatialModulationGlobal
+    importlib.import_module('mmdet.models')
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(dict(type='FDConvResNet', depth=50, base_channels=16, norm_eval=True, frozen_stages=1,
+                                  ksm_norm_eval=ksm_norm_eval,
+                                  fdconv_cfg=dict(type='FDConv', kernel_num=4, dynamic_min_channels=4)))
+    model.train()
+    ksm = [m.norm for m in model.modules() if isinstance(m, KernelSpatialModulationGlobal)]
+    assert len(ksm) == 48 and all(n.training != ksm_norm_eval for n in ksm)
+    assert not model.bn1.training and not model.layer4[0].bn1.training   # norm_eval still freezes the others
+    model.eval()
+    assert not any(n.training for n in ksm)
