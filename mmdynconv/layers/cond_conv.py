@@ -20,8 +20,10 @@ class CondConv(KernelMixtureConv):
 
     Shapes: (B, Ci, H, W) -> (B, Co, Ho, Wo), Ho/Wo as ``nn.Conv2d``.
 
-    Loading a plain conv ``weight`` (and ``bias``) puts it in every expert; the mixed kernel is then
-    ``(Σ_e r_e) · W``: the plain conv scaled per sample by Σ_e r_e ∈ (0, E) (E/2 when the routing logits are 0).
+    Loading a plain conv ``weight`` W (and ``bias`` b) puts ``2W/E`` (``2b/E``) in every expert; the mixed kernel is
+    then ``(2/E)(Σ_e r_e) · W``: the plain conv, scaled per sample by (2/E) Σ_e r_e ∈ (0, 2), which is 1 when the
+    routing logits are 0. (Copying W unscaled would start at ≈ (E/2)·W, 4× the plain conv at E = 8, which a backbone
+    with frozen BatchNorms amplifies block after block.)
     """
 
     NAME = 'CondConv'
@@ -39,6 +41,10 @@ class CondConv(KernelMixtureConv):
         """Experts as :meth:`reset_kernels`; routing FC with PyTorch's default Linear initialisation."""
         self.reset_kernels()
         self.routing.reset_parameters()
+
+    def zero_logit_gain(self):
+        """Σ_e sigmoid(0) = E/2, for the mixed kernel and the mixed bias."""
+        return self.num_kernels / 2, self.num_kernels / 2
 
     def routing_weights(self, x):
         """r(x): (B, E)."""

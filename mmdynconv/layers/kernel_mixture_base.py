@@ -17,8 +17,10 @@ class KernelMixtureConv(nn.Module):
     Parameters: ``weight`` (E, Co, Ci/groups, kh, kw); ``bias`` (E, Co) when the layer mixes expert biases
     (``MIXED_BIAS``), else (Co,); None without bias.
 
-    Plain checkpoints: a state dict holding a plain conv's ``weight`` (Co, Ci/groups, kh, kw) (and ``bias`` (Co,))
-    initialises every expert with it. What the mixed kernel then is depends on the routing (see each layer).
+    Plain checkpoints: a state dict holding a plain conv's ``weight`` W (Co, Ci/groups, kh, kw) (and ``bias`` b (Co,))
+    initialises every expert with ``W / g`` (and ``b / g``), where g = :meth:`zero_logit_gain` is the factor the
+    layer's attentions apply to a kernel when all their logits are 0: the converted layer then computes the plain conv
+    at zero attention logits (exactly, for every input, when the attentions sum to 1, as DY-Conv's do).
     """
 
     NAME = 'KernelMixtureConv'
@@ -70,9 +72,15 @@ class KernelMixtureConv(nn.Module):
         return kernel_mixture_conv(x, self.weight, routing, spatial_att, in_att, out_att, bias, self.stride,
                                    self.padding, self.dilation, self.groups)
 
+    def zero_logit_gain(self):
+        """(weight gain, bias gain): what the attentions multiply the mixed kernel and bias by at zero logits."""
+        return 1.0, 1.0
+
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        """A plain conv's ``weight`` (Co, Ci/groups, kh, kw) / ``bias`` (Co,) becomes every expert's."""
+        """A plain conv's ``weight`` (Co, Ci/groups, kh, kw) / ``bias`` (Co,) divided by :meth:`zero_logit_gain`
+        becomes every expert's."""
+        weight_gain, bias_gain = self.zero_logit_gain()
         plain = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         key = prefix + 'weight'
         if key in state_dict and state_dict[key].dim() == 4:
@@ -82,10 +90,10 @@ class KernelMixtureConv(nn.Module):
                                   f'cannot initialise {self.NAME} experts of shape {plain}')
                 state_dict.pop(key)
             else:
-                state_dict[key] = weight.unsqueeze(0).expand(self.num_kernels, *plain).clone()
+                state_dict[key] = (weight / weight_gain).unsqueeze(0).expand(self.num_kernels, *plain).clone()
         key = prefix + 'bias'
         if self.MIXED_BIAS and self.bias is not None and key in state_dict and state_dict[key].dim() == 1:
-            state_dict[key] = state_dict[key].unsqueeze(0).expand(self.num_kernels, -1).clone()
+            state_dict[key] = (state_dict[key] / bias_gain).unsqueeze(0).expand(self.num_kernels, -1).clone()
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
 

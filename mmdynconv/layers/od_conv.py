@@ -26,9 +26,10 @@ class ODConv(KernelMixtureConv):
 
     Shapes: (B, Ci, H, W) -> (B, Co, Ho, Wo), Ho/Wo as ``nn.Conv2d``.
 
-    Loading a plain conv ``weight`` puts it in every kernel; as α_w sums to 1 the mixed kernel is then
-    ``α_out ⊙ α_in ⊙ α_s ⊙ W`` — the plain conv scaled by the three sigmoid attentions (each in (0, 1), 1/2 at zero
-    logits), not the plain conv itself.
+    Loading a plain conv ``weight`` W puts ``W / g`` in every kernel, g = 1/2 per sigmoid attention the layer has
+    (α_in always, α_out unless depthwise, α_s unless 1×1: g = 1/8 for a 3×3 conv); as α_w sums to 1 the mixed kernel
+    is then ``α_out ⊙ α_in ⊙ α_s ⊙ W / g``, the plain kernel where the attention logits are 0. The static bias loads
+    as is.
     """
 
     NAME = 'ODConv'
@@ -53,6 +54,11 @@ class ODConv(KernelMixtureConv):
     @temperature.setter
     def temperature(self, value):
         self.attention.temperature = value
+
+    def zero_logit_gain(self):
+        """0.5 for each sigmoid attention present (α_in, α_out, α_s); the static bias is not attended."""
+        sigmoids = 1 + (self.attention.filter_fc is not None) + (self.attention.spatial_fc is not None)
+        return 0.5 ** sigmoids, 1.0
 
     def init_weights(self):
         self.reset_kernels()

@@ -134,35 +134,58 @@ def test_builds_through_build_conv_layer_in_scope(scope, name):
 
 
 def test_plain_checkpoint_rules():
-    """A plain conv's weight/bias initialise every expert; DYConv then is the plain conv exactly, CondConv the
-    plain conv scaled by Σ_e r_e, ODConv the plain kernel scaled by its three sigmoid attentions."""
+    """A plain conv's W/b initialise every expert as W/g, b/g (g: the attentions' gain at zero logits); DYConv then
+    is the plain conv exactly, CondConv the plain conv scaled by (2/E)Σ_e r_e, ODConv the plain kernel scaled by its
+    sigmoid attentions over 1/8."""
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 12, 3, padding=1).double()
     x = torch.randn(3, 8, 7, 6, dtype=torch.float64)
+    gains = {'DYConv': (1.0, 1.0), 'CondConv': (4.0, 4.0), 'ODConv': (0.125, 1.0)}
     for name, cls in LAYERS.items():
         layer = cls(8, 12, 3, padding=1, bias=True).double()
         _randomise(layer)
         result = layer.load_state_dict(conv.state_dict(), strict=False)
         assert not result.unexpected_keys and all(k.split('.')[0] in ('routing', 'attention')
                                                   for k in result.missing_keys), result
-        assert all(torch.equal(expert, conv.weight) for expert in layer.weight)
+        weight_gain, bias_gain = gains[name]
+        assert all(torch.equal(expert, conv.weight / weight_gain) for expert in layer.weight)
         y = layer(x)
         if name == 'DYConv':
             for temperature in (30.0, 1.0):
                 layer.temperature = temperature
                 torch.testing.assert_close(layer(x), conv(x), rtol=1e-10, atol=1e-10)
         elif name == 'CondConv':
-            total = torch.sigmoid(layer.routing(x.mean((2, 3)))).sum(1).view(-1, 1, 1, 1)
+            assert all(torch.equal(b, conv.bias / bias_gain) for b in layer.bias)
+            total = torch.sigmoid(layer.routing(x.mean((2, 3)))).sum(1).view(-1, 1, 1, 1) / 4
             torch.testing.assert_close(y, total * conv(x), rtol=1e-10, atol=1e-10)
         else:
+            assert torch.equal(layer.bias, conv.bias)
             att_in, att_out, spatial, _ = odconv_attentions(layer, x)
-            kernels = [conv.weight * spatial[b] * att_out[b].view(-1, 1, 1, 1) * att_in[b].view(1, -1, 1, 1)
+            kernels = [conv.weight * 8 * spatial[b] * att_out[b].view(-1, 1, 1, 1) * att_in[b].view(1, -1, 1, 1)
                        for b in range(3)]
             torch.testing.assert_close(y, per_sample_conv(x, kernels, [conv.bias] * 3, layer), rtol=1e-10,
                                        atol=1e-10)
     layer = DYConv(8, 12, 3, padding=1)
     with pytest.raises(RuntimeError, match='cannot initialise DYConv experts'):
         layer.load_state_dict(nn.Conv2d(8, 12, 1).state_dict(), strict=False)
+
+
+@pytest.mark.parametrize('name', sorted(LAYERS))
+@pytest.mark.parametrize('kernel_size, groups', [(3, 1), (1, 1), (3, 12)])
+def test_plain_checkpoint_is_the_plain_conv_at_zero_logits(name, kernel_size, groups):
+    """With every routing / attention logit 0 a converted layer computes the plain conv (1×1, 3×3, depthwise)."""
+    torch.manual_seed(1)
+    conv = nn.Conv2d(12, 12, kernel_size, padding=kernel_size // 2, groups=groups).double()
+    layer = LAYERS[name](12, 12, kernel_size, padding=kernel_size // 2, groups=groups, bias=True).double()
+    layer.load_state_dict(conv.state_dict(), strict=False)
+    with torch.no_grad():
+        for module in layer.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                module.weight.zero_()
+                if module.bias is not None:
+                    module.bias.zero_()
+    x = torch.randn(2, 12, 9, 8, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), conv(x), rtol=1e-10, atol=1e-10)
 
 
 def test_odconv_parameter_names_are_the_authors():
