@@ -4,14 +4,15 @@
 then replaces it by :func:`~mmdynconv.deploy.functional.ddf_functional` (standard ops only); the ONNX exporter
 (``torch.onnx.export(..., dynamo=True)``) translates the result. FDConv layers are exported through their pure-
 PyTorch formulation (``FDConv.forward_oracle``: the spectral weight's inverse FFT, the attentions and one grouped
-convolution; FBM's masked FFTs become ONNX ``DFT`` nodes). Shapes are static: the file runs at the example input's
-size and batch.
+convolution; FBM's masked FFTs); every FFT is exported as matrix products (``MatMul``), not ONNX ``DFT``. Shapes
+are static: the file runs at the example input's size and batch.
 """
 import contextlib
 
 import torch
 import torch.utils._pytree as pytree
 
+from .dft_matmul import fft_c2c, fft_c2r, fft_r2c
 from .functional import ddf_functional
 
 
@@ -29,12 +30,16 @@ def _rfftfreq(n, d=1.0, *, dtype=None, layout=None, device=None, pin_memory=Fals
 
 
 def decomposition_table():
-    """``torch.export`` decompositions: the defaults, every mmdynconv custom op → its functional form, and
-    ``fftfreq`` / ``rfftfreq`` (used by FBM's mask construction; the ONNX exporter has no translation for them)."""
+    """``torch.export`` decompositions: the defaults, every mmdynconv custom op → its functional form, the FFTs →
+    matrix products (:mod:`~mmdynconv.deploy.dft_matmul`: ONNX Runtime's ``DFT`` is less accurate), and ``fftfreq``
+    / ``rfftfreq`` (used by FBM's mask construction; the ONNX exporter has no translation for them)."""
     table = torch.export.default_decompositions()
     table[torch.ops.mmdynconv.ddf.default] = _ddf_decomposition
     table[torch.ops.aten.fft_fftfreq.default] = _fftfreq
     table[torch.ops.aten.fft_rfftfreq.default] = _rfftfreq
+    table[torch.ops.aten._fft_r2c.default] = fft_r2c
+    table[torch.ops.aten._fft_c2r.default] = fft_c2r
+    table[torch.ops.aten._fft_c2c.default] = fft_c2c
     return table
 
 
