@@ -5,7 +5,9 @@
 # plain R50 baseline.
 # Pretrained weights: the authors fine-tune their ImageNet-trained OD-ResNet-50 (4x), whose keys (layerX.Y.convZ.weight
 # (4, Co, Ci, k, k), ...attention.*) match this backbone's. An ordinary ResNet-50 checkpoint (the default below) also
-# loads: every plain conv weight initialises all four kernels. Without network access pass a local file:
+# loads: every plain conv weight W initialises all four kernels with W / g (g = 1/8 for 3x3, 1/4 for 1x1: the
+# sigmoid attentions' product at zero logits), so each layer starts as the plain conv (docs/baselines.md). Without
+# network access pass a local file:
 #   --cfg-options model.backbone.init_cfg.checkpoint=/path/to/checkpoint.pth
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmdynconv'], allow_failed_imports=False)

@@ -64,10 +64,12 @@ def test_paper_config_loads_an_ordinary_resnet_checkpoint(tmp_path):
     cfg.model.backbone.init_cfg.checkpoint = str(path)
     backbone = _build(cfg).backbone
     backbone.init_weights()
-    for name in ('layer1.0.conv1', 'layer2.0.conv2', 'layer4.2.conv3'):
-        weight = backbone.get_submodule(name).weight
-        expected = plain.get_submodule(name).weight.detach()
-        assert weight.shape == (4, *expected.shape) and all(torch.equal(w, expected) for w in weight)
+    gains = {'layer1.0.conv1': 0.25, 'layer2.0.conv2': 0.125, 'layer4.2.conv3': 0.25}  # 1x1: two sigmoids, 3x3: three
+    for name, gain in gains.items():
+        layer = backbone.get_submodule(name)
+        assert layer.zero_logit_gain() == (gain, 1.0)
+        expected = plain.get_submodule(name).weight.detach() / gain
+        assert layer.weight.shape == (4, *expected.shape) and all(torch.equal(w, expected) for w in layer.weight)
 
 
 @pytest.mark.slow
