@@ -1,6 +1,7 @@
 """Inference benchmark: eager train-mode forward vs eval vs FDConv inference mode vs ONNX Runtime (CPU), as ratios.
 
-    python tools/benchmark_inference.py [--out work_dirs/benchmark_inference] [--threads 1] [--no-detector]
+    python tools/benchmark_inference.py [--out work_dirs/benchmark_inference] [--threads 1] [--clock wall|cpu]
+                                        [--no-detector]
 
 Per layer (DDF, DDF-Up, FDConv 3×3 / 1×1) and for the FDConv demo detector; writes OUT/results.md and the ONNX files.
 Logic: mmdynconv/deploy/benchmark.py (timing from the shared harness, mmdynconv/benchmark/harness.py).
@@ -20,6 +21,8 @@ def main(argv=None):
     p.add_argument('--out', default='work_dirs/benchmark_inference', help='results folder')
     p.add_argument('--threads', type=int, default=1, help='threads for PyTorch and ONNX Runtime (>= 1)')
     p.add_argument('--repeat', type=int, default=10, help='timed runs per measurement (>= 1)')
+    p.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
+                   help='wall: elapsed time; cpu: process CPU time, blind to waiting for a core (shared machines)')
     p.add_argument('--detector', default=DETECTOR, help='detector config (its tensor forward is timed)')
     p.add_argument('--no-detector', action='store_true', help='layers only')
     args = p.parse_args(argv)
@@ -27,7 +30,7 @@ def main(argv=None):
         p.error(f'--threads and --repeat must be >= 1, got {args.threads}, {args.repeat}')
     os.makedirs(args.out, exist_ok=True)
     table = run(args.out, None if args.no_detector else args.detector, threads=args.threads, repeat=args.repeat,
-                log=lambda m: print(m, flush=True))
+                log=lambda m: print(m, flush=True), clock=args.clock)
     with open(osp.join(args.out, 'results.md'), 'w') as f:
         f.write(table)
     print(table)
