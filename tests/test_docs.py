@@ -26,3 +26,16 @@ def test_python_examples_run(code):
 def test_relative_links_resolve(page):
     for target in re.findall(r'\]\(([^)#:]+)(?:#[^)]*)?\)', page.read_text()):
         assert (page.parent / target).exists(), f'{page.name} links to missing {target}'
+
+
+def _table_rows(text):
+    separator = re.compile(r'\|(\s*:?-+:?\s*\|)+')
+    return [line for line in text.splitlines() if line.startswith('|') and not separator.fullmatch(line)]
+
+
+@pytest.mark.parametrize('page', PAGES, ids=[p.name for p in PAGES])
+def test_tables_have_no_blank_cells(page):
+    """Every cell of every markdown table says something (a value, or — for not applicable)."""
+    for row in _table_rows(page.read_text()):
+        cells = row.strip().strip('|').split('|')
+        assert all(cell.strip() for cell in cells), f'{page.name}: blank cell in {row!r}'

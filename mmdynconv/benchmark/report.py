@@ -52,11 +52,25 @@ def write_csv(rows, path):
 
 
 def _cell(value):
-    if value is None:
-        return ''
+    if value is None or value == '':
+        return '—'
     if isinstance(value, float):
         return f'{value:.3g}' if abs(value) < 1e3 else f'{value:.0f}'
     return str(value)
+
+
+def _measured(row):
+    return any(row.get(key) is not None for key, _ in METRICS)
+
+
+def _not_measured(rows, case_columns):
+    """One line per (method, note) of the rows that measured nothing, naming the cases it covers."""
+    by_reason = {}
+    for row in rows:
+        case = ', '.join(str(row[n]) for n in case_columns if n != 'method' and row.get(n) not in (None, ''))
+        by_reason.setdefault((row['method'], row.get('note', '')), []).append(case)
+    return [f'- not measured: `{method}` ({len(cases)} case{"s" if len(cases) > 1 else ""}: {"; ".join(cases)}) — '
+            f'{note}' for (method, note), cases in by_reason.items()]
 
 
 def _title(name):
@@ -69,15 +83,21 @@ def _title(name):
 
 
 def markdown_table(rows, shown=None):
-    """A markdown table of ``rows``: the case columns, then measurements, ratios and the note; empty columns dropped."""
-    names = [n for n in (shown or columns(rows)) if any(r.get(n) not in (None, '') for r in rows)]
-    measured = [n for n in names if n.split('/')[0] in dict(METRICS) or n == 'note']
-    if len(names) - len(measured) > 2:  # the case's own columns say what its group label says
+    """A markdown table of the measured ``rows``: the case columns, then measurements, ratios and the note; columns
+    empty in every row dropped, ``—`` where a row has no value (no baseline to divide by, no note). Rows that
+    measured nothing (skipped cases) follow the table as one ``not measured`` line per method and reason."""
+    measured, skipped = [r for r in rows if _measured(r)], [r for r in rows if not _measured(r)]
+    names = [n for n in (shown or columns(rows)) if any(r.get(n) not in (None, '') for r in measured)]
+    metric_names = [n for n in names if n.split('/')[0] in dict(METRICS) or n == 'note']
+    if len(names) - len(metric_names) > 2:  # the case's own columns say what its group label says
         names.remove('group')
-    order = [n for n in names if n not in measured] + [n for n in measured if n != 'note']
+    order = [n for n in names if n not in metric_names] + [n for n in metric_names if n != 'note']
     order += ['note'] if 'note' in names else []
     lines = ['| ' + ' | '.join(_title(n) for n in order) + ' |', '|' + '---|' * len(order)]
-    lines += ['| ' + ' | '.join(_cell(r.get(n)) for n in order) + ' |' for r in rows]
+    lines += ['| ' + ' | '.join(_cell(r.get(n)) for n in order) + ' |' for r in measured]
+    if skipped:
+        case_columns = [n for n in order if n not in metric_names] or ['group', 'method']
+        lines += [''] + _not_measured(skipped, case_columns)
     return '\n'.join(lines)
 
 

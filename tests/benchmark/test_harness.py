@@ -47,8 +47,11 @@ def test_ratios_within_groups_and_skips():
     assert rows[0]['fwd_bwd_ms/base'] == 1.0 and rows[1]['fwd_bwd_ms/base'] == 1.5 and rows[1]['peak_mib/base'] == 0.25
     assert 'fwd_bwd_ms/base' not in rows[2]
     table = markdown_table(rows)
-    assert table.splitlines()[0] == '| group | method | fwd+bwd ms | peak MiB | fwd+bwd ÷ base | peak ÷ base | note |'
-    assert '| a | x | 3 | 1 | 1.5 | 0.25 |  |' in table
+    lines = table.splitlines()
+    assert lines[0] == '| group | method | fwd+bwd ms | peak MiB | fwd+bwd ÷ base | peak ÷ base |'
+    assert '| a | x | 3 | 1 | 1.5 | 0.25 |' in lines and '| b | x | 5 | — | — | — |' in lines
+    assert lines[-1] == '- not measured: `base` (1 case: b) — skipped: no'  # skipped rows leave the table
+    assert not any('|  |' in line for line in lines)
 
 
 def test_skips_are_reported_not_measured():
