@@ -3,6 +3,8 @@ CondConv's papers use), shared by the mmdet and mmseg backbone variants."""
 from mmcv.cnn import build_conv_layer
 from torch import nn
 
+from ...layers.kernel_spatial_modulation import ksm_norms_train
+
 BLOCK_CONVS = ('conv1', 'conv2', 'conv3')
 
 
@@ -47,6 +49,32 @@ class BlockConvPlacementMixin:
                 if hasattr(module, 'modulation_parameters'):
                     for param in module.modulation_parameters():
                         param.requires_grad = True
+
+
+class FDConvPlacementMixin(BlockConvPlacementMixin):
+    """:class:`BlockConvPlacementMixin` with FDConv (the published placement) and FDConv's BatchNorm rule.
+
+    Args:
+        fdconv_cfg: FDConv options, e.g. ``dict(type='FDConv', kernel_num=64)``.
+        stage_with_fdconv: one flag per stage.
+        ksm_norm_eval: False (default) keeps the KSM BatchNorms in training mode whenever the backbone trains, also
+            under ``norm_eval=True`` and in frozen stages; True lets ``norm_eval`` / frozen stages freeze them as the
+            authors' release does (with a converted plain checkpoint they then never normalise; see
+            docs/fdconv.md).
+        **kwargs: the parent ResNet's arguments.
+    """
+
+    def __init__(self, fdconv_cfg=dict(type='FDConv'), stage_with_fdconv=(True, True, True, True), ksm_norm_eval=False,
+                 **kwargs):
+        self.ksm_norm_eval = ksm_norm_eval
+        super().__init__(**kwargs)
+        self.place_block_convs(fdconv_cfg_of(fdconv_cfg), stage_with_fdconv, ('fdconv_cfg', 'stage_with_fdconv'))
+
+    def train(self, mode=True):
+        super().train(mode)
+        if mode and not self.ksm_norm_eval:
+            ksm_norms_train(self)
+        return self
 
 
 def fdconv_cfg_of(fdconv_cfg):

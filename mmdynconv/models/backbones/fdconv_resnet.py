@@ -2,8 +2,7 @@
 from mmdet.models.backbones import ResNet
 from mmengine.registry import MODELS
 
-from ...layers.kernel_spatial_modulation import ksm_norms_train
-from .block_conv_placement import BlockConvPlacementMixin, fdconv_cfg_of
+from .block_conv_placement import BlockConvPlacementMixin, FDConvPlacementMixin
 
 
 @MODELS.register_module()
@@ -23,30 +22,10 @@ class DynamicConvResNet(BlockConvPlacementMixin, ResNet):
 
 
 @MODELS.register_module()
-class FDConvResNet(BlockConvPlacementMixin, ResNet):
+class FDConvResNet(FDConvPlacementMixin, ResNet):
     """mmdet's ``ResNet`` with FDConv's published placement (:class:`DynamicConvResNet` with FDConv).
 
-    Args:
-        fdconv_cfg: FDConv options, e.g. ``dict(type='FDConv', kernel_num=64)``.
-        stage_with_fdconv: one flag per stage.
-        ksm_norm_eval: False (default) keeps the KSM BatchNorms in training mode whenever the backbone trains, also
-            under ``norm_eval=True`` and in frozen stages; True lets ``norm_eval`` / frozen stages freeze them as the
-            authors' release does (with a converted plain checkpoint they then never normalise; see
-            docs/fdconv.md).
-        **kwargs: mmdet ``ResNet`` arguments. ``init_cfg=dict(type='Pretrained', checkpoint=...)`` accepts an
-            ordinary ResNet checkpoint (conv weights are converted to FDConv spectra when loaded) or one of the
-            authors' FDConv checkpoints (converted likewise).
+    Arguments: those of :class:`~.block_conv_placement.FDConvPlacementMixin`, then mmdet ``ResNet``'s.
+    ``init_cfg=dict(type='Pretrained', checkpoint=...)`` accepts an ordinary ResNet checkpoint (conv weights are
+    converted to FDConv spectra when loaded) or one of the authors' FDConv checkpoints (converted likewise).
     """
-
-    def __init__(self, fdconv_cfg=dict(type='FDConv'), stage_with_fdconv=(True, True, True, True), ksm_norm_eval=False,
-                 **kwargs):
-        self.ksm_norm_eval = ksm_norm_eval
-        super().__init__(**kwargs)
-        self.place_block_convs(fdconv_cfg_of(fdconv_cfg), stage_with_fdconv, ('fdconv_cfg', 'stage_with_fdconv'))
-
-    def train(self, mode=True):
-        super().train(mode)
-        if mode and not self.ksm_norm_eval:
-            ksm_norms_train(self)
-        return self
-
