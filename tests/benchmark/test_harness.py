@@ -77,3 +77,9 @@ def test_cpu_clock_does_not_count_waiting():
     assert wall >= 50 and cpu < 10
     with pytest.raises(ValueError, match="clock must be 'wall' or 'cpu'"):
         time_ms(lambda: None, 'cpu', clock='gpu')
+
+
+def test_a_method_skipped_everywhere_is_one_short_line():
+    rows = [dict(group=g, method=m, fwd_ms=1.0) for g in 'ab' for m in ('x',)]
+    rows += [dict(group=g, method='gpu', note='skipped: needs CUDA') for g in 'ab']
+    assert markdown_table(rows).splitlines()[-1] == '- not measured: `gpu` (every case) — skipped: needs CUDA'
