@@ -63,13 +63,16 @@ def _measured(row):
     return any(row.get(key) is not None for key, _ in METRICS)
 
 
+def _case_label(row, case_columns):
+    return ', '.join(str(row[n]) for n in case_columns if n != 'method' and row.get(n) not in (None, ''))
+
+
 def _not_measured(rows, case_columns, all_cases):
     """One line per (method, note) of the rows that measured nothing, naming the cases it covers (``every case``
     when it covers all ``all_cases``)."""
     by_reason = {}
     for row in rows:
-        case = ', '.join(str(row[n]) for n in case_columns if n != 'method' and row.get(n) not in (None, ''))
-        by_reason.setdefault((row['method'], row.get('note', '')), []).append(case)
+        by_reason.setdefault((row['method'], row.get('note', '')), []).append(_case_label(row, case_columns))
     lines = []
     for (method, note), cases in by_reason.items():
         where = ('every case' if set(cases) == all_cases and len(cases) > 1
@@ -102,8 +105,7 @@ def markdown_table(rows, shown=None):
     lines += ['| ' + ' | '.join(_cell(r.get(n)) for n in order) + ' |' for r in measured]
     if skipped:
         case_columns = [n for n in order if n not in metric_names] or ['group', 'method']
-        all_cases = {', '.join(str(r[n]) for n in case_columns if n != 'method' and r.get(n) not in (None, ''))
-                     for r in rows}
+        all_cases = {_case_label(r, case_columns) for r in rows}
         lines += [''] + _not_measured(skipped, case_columns, all_cases)
     return '\n'.join(lines)
 

@@ -212,6 +212,7 @@ DET = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 ODCONV = 'configs/baselines/faster-rcnn_r50-odconv4x_fpn_1x_coco.py'
 CONDCONV = 'configs/baselines/faster-rcnn_r50-condconv8x_fpn_1x_coco.py'
 DDF_UP = 'configs/ddf/faster-rcnn_r50_ddf-up-fpn_1x_coco.py'
+FDCONV = 'configs/fdconv/faster-rcnn_r50-fdconv_fpn_1x_coco.py'
 # A config with one change: (base config, the overriding config text).
 DYCONV = (ODCONV, "model = dict(backbone=dict(block_conv_cfg=dict(_delete_=True, type='DYConv', num_kernels=4)))")
 CARAFE = (DDF_UP, "model = dict(neck=dict(upsample_cfg=dict(_delete_=True, type='carafe_torch', up_kernel=5, "
@@ -224,20 +225,20 @@ COMPARISON = (
     (R50, DET, 'backbone', 224, 224, None, '—'),
     ('DDF-ResNet-50 backbone (mul)', 'configs/ddf/faster-rcnn_ddf-r50_fpn_1x_coco.py', 'backbone', 224, 224, R50,
      'DDF paper: 16.8 M with the 2.05 M classifier, ≈2.3 GFLOPs'),
-    ('FDConv-ResNet-50 backbone', 'configs/fdconv/faster-rcnn_r50-fdconv_fpn_1x_coco.py', 'backbone', 224, 224, R50,
+    ('FDConv-ResNet-50 backbone', FDCONV, 'backbone', 224, 224, R50,
      'FDConv paper: +3.6 M params'),
     ('CondConv-ResNet-50 (8×) backbone', CONDCONV, 'backbone', 224, 224, R50, '—'),
     ('DY-Conv-ResNet-50 (4×) backbone', DYCONV, 'backbone', 224, 224, R50, '—'),
     ('ODConv-ResNet-50 (4×) backbone', ODCONV, 'backbone', 224, 224, R50, '—'),
     (R50_DET, DET, 'backbone', 800, 1216, None, '—'),
-    ('FDConv-ResNet-50 backbone at the detection input', 'configs/fdconv/faster-rcnn_r50-fdconv_fpn_1x_coco.py',
+    ('FDConv-ResNet-50 backbone at the detection input', FDCONV,
      'backbone', 800, 1216, R50_DET, '—'),
     (FRCNN, DET, None, 800, 1216, None, 'FDConv paper: 37.2 box AP'),
     ('Faster R-CNN R50-FPN (DDF-Up)', DDF_UP, None, 800, 1216, FRCNN, '—'),
     ('Faster R-CNN R50-FPN (CARAFE, carafe_torch)', CARAFE, None, 800, 1216, FRCNN,
      'mmdet model zoo (published): 38.6 box AP, against 37.4 for nearest'),
     ('Faster R-CNN R50-FPN (DySample, lp, 4 groups)', DYSAMPLE, None, 800, 1216, FRCNN, '—'),
-    ('Faster R-CNN FDConv-R50-FPN', 'configs/fdconv/faster-rcnn_r50-fdconv_fpn_1x_coco.py', None, 800, 1216, FRCNN,
+    ('Faster R-CNN FDConv-R50-FPN', FDCONV, None, 800, 1216, FRCNN,
      'FDConv paper (published): +3.6 M params, +1.8 GFLOPs, 39.4 box AP'),
     ('Faster R-CNN CondConv-R50 (8×)-FPN', CONDCONV, None, 800, 1216, FRCNN, '—'),
     ('Faster R-CNN ODConv-R50 (4×)-FPN', ODCONV, None, 800, 1216, FRCNN,

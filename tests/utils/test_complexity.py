@@ -103,3 +103,14 @@ def test_upsampler_baselines_flops_formula():
     dysample = MODELS.build(dict(type='dysample', channels=c, scale_factor=2)).eval()
     ops = flop_analyzer(dysample, (torch.randn(b, c, h, w),)).by_operator()
     assert ops['grid_sampler'] == 4 * b * c * 2 * h * 2 * w           # bilinear: 4 per output element
+
+
+def test_every_comparison_row_has_a_loadable_config():
+    """The FLOPs table's configs parse, the one-change variants with their override applied."""
+    import os.path as osp
+
+    from mmdynconv.utils.complexity import COMPARISON, DYCONV, _load_config
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    for _, config, *_ in COMPARISON:
+        assert _load_config(config, root).model.type
+    assert _load_config(DYCONV, root).model.backbone.block_conv_cfg == dict(type='DYConv', num_kernels=4)
