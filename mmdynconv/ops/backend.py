@@ -6,30 +6,53 @@ Each op takes ``backend=None | 'reference' | 'triton'``:
 - ``'triton'``: the fused Triton kernels. CUDA tensors, or CPU tensors when ``TRITON_INTERPRET=1`` is set before the
   first Triton launch (Triton's interpreter: slow, meant for tests);
 - ``None`` (automatic): the environment variable ``MMDYNCONV_BACKEND`` (``'reference'``, ``'triton'`` or
-  ``'auto'``) if set, otherwise Triton for CUDA tensors when ``triton`` is importable and the reference for
-  everything else.
+  ``'auto'``) if set, otherwise Triton for CUDA tensors when a supported ``triton`` (>= :data:`TRITON_MIN`) is
+  importable and the reference for everything else. An older Triton (torch < 2.4 ships Triton 2.x) is refused: the
+  automatic choice is then the reference, said once in the log, and ``backend='triton'`` raises.
 
 An explicit ``backend`` argument wins over ``MMDYNCONV_BACKEND``; the variable forces a backend wherever the caller
 leaves the choice open (layers, configs, whole models).
 """
 import contextlib
+import logging
 import os
+import re
 
 import torch
 
 try:
-    import triton  # noqa: F401
+    import triton
     _TRITON_IMPORT_ERROR = None
+    TRITON_VERSION = triton.__version__
 except ImportError as err:  # triton is optional: the reference backend needs torch only
     _TRITON_IMPORT_ERROR = err
+    TRITON_VERSION = None
 
 ENV_VAR = 'MMDYNCONV_BACKEND'
 BACKENDS = ('reference', 'triton')
+TRITON_MIN = (3, 0)  # oldest Triton the kernels are compiled and interpreter-tested with (docs/install.md)
+TRITON_UPGRADE = 'install torch >= 2.4 with the triton it ships (pip install "torch>=2.4"), or triton >= 3.0'
+_logger = logging.getLogger('mmdynconv')
+_told_reference = set()
+
+
+def _version_tuple(version):
+    return tuple(int(p) for p in re.findall(r'\d+', version)[:2])
 
 
 def triton_available() -> bool:
-    """Whether ``import triton`` succeeded."""
-    return _TRITON_IMPORT_ERROR is None
+    """Whether ``import triton`` succeeded and its version is supported (>= :data:`TRITON_MIN`)."""
+    return triton_unusable_reason() is None
+
+
+def triton_unusable_reason():
+    """None when the Triton kernels can be used here, else why not (a sentence naming the version)."""
+    if _TRITON_IMPORT_ERROR is not None:
+        return f'the triton package failed to import ({_TRITON_IMPORT_ERROR})'
+    if _version_tuple(TRITON_VERSION) < TRITON_MIN:
+        minimum = '.'.join(map(str, TRITON_MIN))
+        return f"triton {TRITON_VERSION} is older than the kernels' minimum {minimum}; {TRITON_UPGRADE}"
+    return None
 
 
 def triton_interpreter_enabled() -> bool:
@@ -46,8 +69,7 @@ def resolve_backend(backend, device: torch.device, op: str) -> str:
     if backend is None:
         env = os.environ.get(ENV_VAR, '').strip().lower()
         if env in ('', 'auto'):
-            use_triton = device.type == 'cuda' and triton_available()
-            return 'triton' if use_triton else 'reference'
+            return auto_backend(device, op)
         if env not in BACKENDS:
             raise ValueError(f"{op}: environment variable {ENV_VAR} must be 'auto', 'reference' or 'triton', "
                              f'got {env!r}')
@@ -61,11 +83,39 @@ def resolve_backend(backend, device: torch.device, op: str) -> str:
     return backend
 
 
+def auto_backend(device: torch.device, op: str) -> str:
+    """The automatic choice: Triton for CUDA tensors when it is usable, else the reference (a CUDA caller whose
+    Triton is refused is told once per op, in the ``mmdynconv`` logger)."""
+    if device.type != 'cuda':
+        return 'reference'
+    reason = triton_unusable_reason()
+    if reason is None:
+        return 'triton'
+    if op not in _told_reference:
+        _told_reference.add(op)
+        _logger.warning('%s: using the reference backend on CUDA: %s', op, reason)
+    return 'reference'
+
+
+def explain_backend(device_type: str) -> tuple:
+    """(backend, why) the automatic choice makes for tensors on ``device_type`` ('cuda' or 'cpu'), honouring
+    ``MMDYNCONV_BACKEND``; for :mod:`mmdynconv.utils.collect_env`."""
+    env = os.environ.get(ENV_VAR, '').strip().lower()
+    if env not in ('', 'auto'):
+        return env, f'forced by {ENV_VAR}={env}'
+    if device_type != 'cuda':
+        return 'reference', 'Triton kernels run on CUDA tensors only (TRITON_INTERPRET=1 is for tests)'
+    reason = triton_unusable_reason()
+    if reason is None:
+        return 'triton', f'triton {TRITON_VERSION} on CUDA'
+    return 'reference', reason
+
+
 def check_triton_device(device: torch.device, op: str) -> None:
     """Raise ``RuntimeError`` unless Triton kernels can run on ``device``."""
-    if not triton_available():
-        raise RuntimeError(f"{op}: backend='triton' needs the triton package, which failed to import "
-                           f"({_TRITON_IMPORT_ERROR}); use backend='reference'")
+    reason = triton_unusable_reason()
+    if reason is not None:
+        raise RuntimeError(f"{op}: backend='triton' cannot be used: {reason}; or use backend='reference'")
     if device.type == 'cuda':
         return
     if device.type == 'cpu':

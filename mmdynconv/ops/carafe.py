@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .arguments import check_int
+from .compat import custom_op
 
 NAME = 'carafe'
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -111,7 +112,7 @@ def carafe_backward_reference(grad, features, masks, kernel_size, group_size, sc
     return gf, gm
 
 
-@torch.library.custom_op('mmdynconv::carafe', mutates_args=())
+@custom_op('mmdynconv::carafe', mutates_args=())
 def _carafe_op(features: torch.Tensor, masks: torch.Tensor, kernel_size: int, group_size: int,
                scale_factor: int) -> torch.Tensor:
     return carafe_forward_reference(features, masks, kernel_size, group_size, scale_factor)
@@ -123,7 +124,7 @@ def _carafe_fake(features, masks, kernel_size, group_size, scale_factor):
     return features.new_empty(b, c, h * scale_factor, w * scale_factor)
 
 
-@torch.library.custom_op('mmdynconv::carafe_backward', mutates_args=())
+@custom_op('mmdynconv::carafe_backward', mutates_args=())
 def _carafe_backward_op(grad: torch.Tensor, features: torch.Tensor, masks: torch.Tensor, kernel_size: int,
                         group_size: int, scale_factor: int, need_features: bool,
                         need_masks: bool) -> tuple[torch.Tensor, torch.Tensor]:

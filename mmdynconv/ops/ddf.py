@@ -7,6 +7,7 @@ import torch
 
 from .arguments import check_int
 from .backend import resolve_backend
+from .compat import custom_op
 from .ddf_reference import ddf_backward_reference, ddf_forward_reference, output_memory_format
 
 COMBINES = ('mul', 'add')
@@ -83,7 +84,7 @@ def _impl(backend):
     return ddf_forward_reference, ddf_backward_reference
 
 
-@torch.library.custom_op('mmdynconv::ddf', mutates_args=())
+@custom_op('mmdynconv::ddf', mutates_args=())
 def _ddf_op(x: torch.Tensor, channel_filter: torch.Tensor, spatial_filter: torch.Tensor, kernel_size: int,
             stride: int, dilation: int, combine: str, backend: str) -> torch.Tensor:
     forward, _ = _impl(backend)
@@ -96,7 +97,7 @@ def _ddf_fake(x, channel_filter, spatial_filter, kernel_size, stride, dilation, 
     return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=output_memory_format(x))
 
 
-@torch.library.custom_op('mmdynconv::ddf_backward', mutates_args=())
+@custom_op('mmdynconv::ddf_backward', mutates_args=())
 def _ddf_backward_op(grad: torch.Tensor, x: torch.Tensor, channel_filter: torch.Tensor,
                      spatial_filter: torch.Tensor, kernel_size: int, stride: int, dilation: int, combine: str,
                      backend: str, need_x: bool, need_fc: bool,

@@ -30,6 +30,7 @@ import torch
 
 from .arguments import check_optional_bool, check_pair
 from .backend import device_guard, resolve_backend
+from .compat import custom_op
 from .fdconv_assembly import (
     KernelAssembly,
     allocate_weight_grads,
@@ -210,7 +211,7 @@ def _backward(grad_y, x, spectrum, band_index, kernel_att, local_feat, local_wei
     return tuple(grads.values())
 
 
-@torch.library.custom_op('mmdynconv::fdconv', mutates_args=())
+@custom_op('mmdynconv::fdconv', mutates_args=())
 def _fdconv_op(x: torch.Tensor, spectrum: torch.Tensor, band_index: torch.Tensor, kernel_att: Optional[torch.Tensor],
                local_feat: torch.Tensor, local_weight: torch.Tensor, pos_att: Optional[torch.Tensor],
                in_att: torch.Tensor, out_att: torch.Tensor, bias: Optional[torch.Tensor], scale: float,
@@ -229,7 +230,7 @@ def _fdconv_fake(x, spectrum, band_index, kernel_att, local_feat, local_weight, 
     return y, x.new_empty(g.saved_tiles_shape(kernel_att is None), dtype=torch.float32)
 
 
-@torch.library.custom_op('mmdynconv::fdconv_backward', mutates_args=())
+@custom_op('mmdynconv::fdconv_backward', mutates_args=())
 def _fdconv_backward_op(grad_y: torch.Tensor, x: torch.Tensor, spectrum: torch.Tensor, band_index: torch.Tensor,
                         kernel_att: Optional[torch.Tensor], local_feat: torch.Tensor, local_weight: torch.Tensor,
                         pos_att: Optional[torch.Tensor], in_att: torch.Tensor, out_att: torch.Tensor,

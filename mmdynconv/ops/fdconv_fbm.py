@@ -31,8 +31,9 @@ import functools
 import math
 
 import torch
-from torch._guards import detect_fake_mode
 from torch.utils._python_dispatch import _disable_current_modes
+
+from .compat import fake_mode_active, is_compiling
 
 CUTOFFS = (1 / 4, 1 / 8, 1 / 16)
 MASK_MODES = ('release', 'symmetric')
@@ -45,7 +46,7 @@ RELEASE_EPSILON = 1e-8     # … with a `< cutoff + 1e-8` test in fp32
 
 
 def _tracing():
-    return torch.compiler.is_compiling() or detect_fake_mode() is not None
+    return is_compiling() or fake_mode_active()
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .arguments import check_pair
+from .compat import custom_op
 from .per_sample_conv import ConvShape, conv_dtype, per_sample_conv_backward, per_sample_conv_forward, sample_chunks
 
 CHUNK_ELEMENTS = 1 << 23   # mixed-kernel entries per chunk (32 MiB fp32; at least one sample, at most MAX_CHUNKS)
@@ -163,7 +164,7 @@ def _add_bias(y, bias):
         y.add_((bias.view(1, -1, 1, 1) if bias.dim() == 1 else bias[:, :, None, None]).to(y.dtype))
 
 
-@torch.library.custom_op('mmdynconv::kernel_mixture_conv', mutates_args=())
+@custom_op('mmdynconv::kernel_mixture_conv', mutates_args=())
 def _mixture_op(x: torch.Tensor, weight: torch.Tensor, routing: torch.Tensor, spatial_att: torch.Tensor | None,
                 in_att: torch.Tensor | None, out_att: torch.Tensor | None, bias: torch.Tensor | None,
                 stride: list[int], padding: list[int], dilation: list[int], groups: int,
@@ -185,7 +186,7 @@ def _mixture_fake(x, weight, routing, spatial_att, in_att, out_att, bias, stride
     return x.new_empty((s.b, s.co, s.ho, s.wo), dtype=dtype)
 
 
-@torch.library.custom_op('mmdynconv::kernel_mixture_conv_backward', mutates_args=())
+@custom_op('mmdynconv::kernel_mixture_conv_backward', mutates_args=())
 def _mixture_backward_op(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, routing: torch.Tensor,
                          spatial_att: torch.Tensor | None, in_att: torch.Tensor | None, out_att: torch.Tensor | None,
                          bias: torch.Tensor | None, stride: list[int], padding: list[int], dilation: list[int],

@@ -18,6 +18,8 @@ the kernel-mixture op (CondConv, DY-Conv, ODConv). Torch only.
 import torch
 import torch.nn.functional as F
 
+from .compat import autocast_dtype
+
 
 def conv_out_size(size, k, stride, padding, dilation):
     """Output length of a convolution along one axis."""
@@ -33,8 +35,7 @@ def sample_chunks(batch, per_sample, budget, max_chunks):
 
 def conv_dtype(x):
     """The dtype the convolution runs in: the autocast dtype when autocast is on for x's device, else x's dtype."""
-    device = x.device.type
-    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+    return autocast_dtype(x.device.type) or x.dtype
 
 
 class ConvShape:

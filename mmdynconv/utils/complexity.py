@@ -39,6 +39,8 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
 
+from ..ops.compat import CUSTOM_OP_REASON, HAS_CUSTOM_OP, custom_op
+
 
 def fft_flops(n):
     """FLOPs of a real FFT (or its inverse) of ``n`` points: 2.5·n·log2(n)."""
@@ -113,13 +115,17 @@ OP_HANDLES = {
 def flop_analyzer(model, inputs, warnings=False):
     """A ``FlopAnalyzer`` for ``model(*inputs)`` that also counts mmdynconv's ops.
 
-    Its ``total()`` / ``by_operator()`` trace the model with FBM routed through :func:`_opaque_band_mix`.
+    Its ``total()`` / ``by_operator()`` trace the model with FBM routed through :func:`_opaque_band_mix`. Needs
+    torch >= 2.4: the handles match mmdynconv's ops as custom-op nodes of the trace.
     """
+    if not HAS_CUSTOM_OP:
+        raise RuntimeError(f'flop_analyzer: counting FLOPs of mmdynconv ops needs their custom-op nodes; '
+                           f'{CUSTOM_OP_REASON}')
     analyzer = _OpaqueFBMAnalyzer(model, inputs).set_op_handle(**OP_HANDLES)
     return analyzer.unsupported_ops_warnings(warnings).uncalled_modules_warnings(warnings)
 
 
-@torch.library.custom_op('mmdynconv_flops::frequency_band_mix', mutates_args=())
+@custom_op('mmdynconv_flops::frequency_band_mix', mutates_args=())
 def _opaque_band_mix(x: torch.Tensor, att: torch.Tensor, cutoffs: List[float], mask_mode: str) -> torch.Tensor:
     """FBM as one opaque node for the tracer. The FBM op is an ``autograd.Function``, whose body the JIT tracer
     records as a subgraph; its per-size cached band bases then appear in two subgraphs when a model has two FBM

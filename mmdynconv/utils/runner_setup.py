@@ -5,6 +5,8 @@ import os.path as osp
 import torch
 import torch.distributed as dist
 
+from ..ops.compat import add_safe_globals
+
 
 def load_config(path, launcher='none', work_dir=None, cfg_options=None):
     """Read a config the way the tools do: ``--cfg-options`` merged, ``work_dir`` defaulting to
@@ -125,5 +127,5 @@ def allow_runner_checkpoints():
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
                                           np.int8, np.uint8, np.bool_)]
-    torch.serialization.add_safe_globals(
-        [HistoryBuffer, getattr, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar] + dtypes)
+    add_safe_globals([HistoryBuffer, getattr, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
+                     + dtypes)

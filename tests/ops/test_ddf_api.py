@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 import torch
+from torch_support import needs_custom_ops
 
 import mmdynconv
 import mmdynconv.ops
@@ -17,6 +18,7 @@ from mmdynconv.ops import backend as backend_module
 
 ddf_module = importlib.import_module('mmdynconv.ops.ddf')
 HAS_TRITON = backend_module.triton_available()
+TRITON_SKIP = str(backend_module.triton_unusable_reason())
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
@@ -73,8 +75,26 @@ def test_automatic_backend(monkeypatch):
     assert resolve_backend(None, torch.device('cuda'), 'op') == ('triton' if HAS_TRITON else 'reference')
     monkeypatch.setattr(backend_module, '_TRITON_IMPORT_ERROR', ImportError('no triton'))
     assert resolve_backend(None, torch.device('cuda'), 'op') == 'reference'
-    with pytest.raises(RuntimeError, match='needs the triton package'):
+    with pytest.raises(RuntimeError, match='failed to import'):
         resolve_backend('triton', torch.device('cuda'), 'op')
+
+
+def test_old_triton_is_refused_with_the_version_and_the_fix(monkeypatch, caplog):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setattr(backend_module, '_TRITON_IMPORT_ERROR', None)
+    monkeypatch.setattr(backend_module, 'TRITON_VERSION', '2.1.0')
+    monkeypatch.setattr(backend_module, '_told_reference', set())
+    with caplog.at_level('WARNING', logger='mmdynconv'):
+        assert resolve_backend(None, torch.device('cuda'), 'op') == 'reference'
+        assert resolve_backend(None, torch.device('cuda'), 'op') == 'reference'
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "triton 2.1.0 is older than the kernels' minimum 3.0" in said[0], said
+    with pytest.raises(RuntimeError, match=r'triton 2\.1\.0 is older .*pip install "torch>=2\.4"'):
+        resolve_backend('triton', torch.device('cuda'), 'op')
+    assert backend_module.explain_backend('cuda')[0] == 'reference'
+    monkeypatch.setattr(backend_module, 'TRITON_VERSION', '3.0.0')
+    assert resolve_backend(None, torch.device('cuda'), 'op') == 'triton'
+    assert backend_module.explain_backend('cuda') == ('triton', 'triton 3.0.0 on CUDA')
 
 
 def test_environment_variable_forces_backend(monkeypatch):
@@ -89,7 +109,7 @@ def test_environment_variable_forces_backend(monkeypatch):
     assert resolve_backend('reference', torch.device('cpu'), 'op') == 'reference'  # an explicit argument wins
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason='triton is not installed')
+@pytest.mark.skipif(not HAS_TRITON, reason=TRITON_SKIP)
 def test_triton_device_requirements(monkeypatch):
     monkeypatch.setenv('TRITON_INTERPRET', '0')
     with pytest.raises(RuntimeError, match='TRITON_INTERPRET=1'):
@@ -98,7 +118,7 @@ def test_triton_device_requirements(monkeypatch):
         resolve_backend('triton', torch.device('meta'), 'op')
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason='triton is not installed')
+@pytest.mark.skipif(not HAS_TRITON, reason=TRITON_SKIP)
 def test_ddf_runs_the_selected_backend(monkeypatch):
     used = []
     impl = ddf_module._impl
@@ -125,7 +145,7 @@ def test_importable_without_triton(tmp_path):
         try:
             ddf(x, fc, fs, 3, backend='triton')
         except RuntimeError as err:
-            assert 'needs the triton package' in str(err)
+            assert 'failed to import' in str(err)
         else:
             raise AssertionError('no error')
     """)
@@ -150,7 +170,8 @@ def test_ops_import_only_torch_triton_and_stdlib():
 
 @pytest.mark.parametrize('backend,C,W,channels_last', [
     ('reference', 4, 9, True), ('reference', 16, 3, False), ('reference', 16, 3, True),
-    pytest.param('triton', 4, 9, True, marks=pytest.mark.skipif(not HAS_TRITON, reason='triton is not installed'))])
+    pytest.param('triton', 4, 9, True, marks=pytest.mark.skipif(not HAS_TRITON, reason=TRITON_SKIP))])
+@needs_custom_ops
 def test_custom_op_registration(backend, C, W, channels_last):
     """Schema, fake (meta) implementations with the real strides, autograd registration."""
     x = torch.randn(2, C, 7, W, device=DEVICE)
@@ -173,7 +194,8 @@ def test_double_backward_is_rejected():
 
 @pytest.mark.slow
 @pytest.mark.parametrize('backend', ['reference', pytest.param('triton', marks=pytest.mark.skipif(
-    not HAS_TRITON, reason='triton is not installed'))])
+    not HAS_TRITON, reason=TRITON_SKIP))])
+@needs_custom_ops
 def test_torch_compile_fullgraph(backend):
     x, fc, fs = (torch.randn(s, device=DEVICE, requires_grad=True) for s in ((2, 4, 7, 9), (2, 4, 3, 3),
                                                                              (2, 9, 4, 5)))

@@ -8,8 +8,12 @@ import pytest
 import torch
 
 from mmdynconv.ops import ddf
+from mmdynconv.ops.backend import triton_unusable_reason
 
-triton = pytest.importorskip('triton')
+if triton_unusable_reason():
+    pytest.skip(triton_unusable_reason(), allow_module_level=True)
+import triton  # noqa: E402  (after the skip)
+
 from mmdynconv.ops import ddf_triton  # noqa: E402  (after the skip: needs triton)
 
 F32, F16, BF16, F64 = torch.float32, torch.float16, torch.bfloat16, torch.float64

@@ -11,7 +11,10 @@ import pytest
 import torch
 from tool_runner import compile_for_gpu
 
-pytest.importorskip('triton')
+from mmdynconv.ops.backend import triton_unusable_reason
+
+if triton_unusable_reason():
+    pytest.skip(triton_unusable_reason(), allow_module_level=True)
 
 SCRIPT = textwrap.dedent("""
     import itertools

@@ -2,6 +2,7 @@
 backend switch on the op and the layer, validation of the band index, double backward."""
 import pytest
 import torch
+from torch_support import needs_custom_ops
 
 from mmdynconv.layers import FDConv
 from mmdynconv.ops import fdconv_dynamic_conv, fourier_band_index, spectrum_scale, weight_to_spectrum
@@ -23,6 +24,7 @@ def _inputs(b=2, ci=5, co=6, k=3, n=4, h=6, w=7, requires_grad=True):
     return tensors, float(spectrum_scale(ci, co) * n)
 
 
+@needs_custom_ops
 @pytest.mark.parametrize('fold', [True, False])
 @pytest.mark.parametrize('save', [True, False])
 def test_custom_op_registration(fold, save, monkeypatch):
@@ -34,6 +36,7 @@ def test_custom_op_registration(fold, save, monkeypatch):
     torch.library.opcheck(torch.ops.mmdynconv.fdconv.default, args)
 
 
+@needs_custom_ops
 def test_custom_op_without_kernel_attention_or_position():
     tensors, scale = _inputs(k=1, n=1)
     tensors = list(tensors)
@@ -42,6 +45,7 @@ def test_custom_op_without_kernel_attention_or_position():
                                                                'reference'))
 
 
+@needs_custom_ops
 @pytest.mark.slow
 def test_torch_compile_fullgraph():
     tensors, scale = _inputs()

@@ -11,9 +11,11 @@ from test_fdconv_oracle import _close, _op_inputs, _run
 from tool_runner import compile_for_gpu
 
 from mmdynconv.ops import fdconv_dynamic_conv
+from mmdynconv.ops.backend import triton_unusable_reason
 from mmdynconv.ops.fdconv_oracle import fdconv_oracle
 
-pytest.importorskip('triton')
+if triton_unusable_reason():
+    pytest.skip(triton_unusable_reason(), allow_module_level=True)
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 
 CASES = [  # b, ci, co, k, n, h, w, stride, padding, dilation, fold, chunk, save

@@ -3,6 +3,7 @@ oracles written here: values and gradients, groups, strides, dilations, 1×1 fas
 import pytest
 import torch
 import torch.nn.functional as F
+from torch_support import AUTOCAST_DTYPES, needs_custom_ops
 
 import mmdynconv.ops.kernel_mixture as mixture_module
 from mmdynconv.ops.kernel_mixture import kernel_mixture_conv, kernel_mixture_conv_reference
@@ -138,7 +139,7 @@ def test_mixture_float32_and_partial_gradients():
     _close(gw, gwd, 2e-5)
 
 
-@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('dtype', AUTOCAST_DTYPES)
 def test_mixture_under_autocast_runs_in_the_autocast_dtype(dtype):
     tensors = mixture_inputs(2, 8, 8, (3, 3), 4, 8, 8, 1, dtype=torch.float32)
     leaves = {key: t.requires_grad_() for key, t in tensors.items() if t is not None}
@@ -166,6 +167,7 @@ def test_mixture_saves_only_its_inputs_for_backward():
     assert max(saved) >= 4 * 16 * 16 * 9   # the straightforward formulation keeps B·N per-sample kernels
 
 
+@needs_custom_ops
 def test_mixture_custom_op_passes_opcheck():
     """Schema, fake tensor, registered autograd and AOT dispatch of mmdynconv::kernel_mixture_conv."""
     tensors = mixture_inputs(2, 4, 6, (3, 3), 3, 6, 5, 2, dtype=torch.float32)
