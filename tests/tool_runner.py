@@ -30,12 +30,6 @@ def compile_for_gpu(script, timeout=600):
 def compile_for_sm90(fn, pointers, consts, label):
     """Compile the ``@triton.jit`` kernel ``fn`` down to a cubin for sm_90 (no driver needed) and print
     ``<label> ok``. ``pointers``: {argument: Triton dtype such as 'fp32'}; other arguments not in ``consts`` are i32."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    signature = {a: 'constexpr' if a in consts else (f'*{pointers[a]}' if a in pointers else 'i32')
-                 for a in fn.arg_names}
-    source = ASTSource(fn=fn, signature=signature, constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()})
-    compiled = triton.compile(source, target=GPUTarget('cuda', 90, 32), options=dict(num_warps=4))
-    assert compiled.asm['cubin'] and 'ld.global' in compiled.asm['ptx'], label
+    from mmdynconv.ops.triton_aot import compile_function
+    compile_function(fn, pointers, consts, 90)
     print(label, 'ok')
