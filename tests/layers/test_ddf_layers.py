@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer, build_upsample_layer
 from mmengine.registry import DefaultScope
+from torch_support import needs_openmmlab
 
 import mmdynconv  # noqa: F401  (registers the layers)
 from mmdynconv.layers import DDFConv, DDFUpsample, FilterNorm
@@ -130,6 +131,7 @@ def test_ddf_up_guided(where):
         DDFUpsample(4, 2)(x, guide)
 
 
+@needs_openmmlab
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
 def test_layers_build_in_scope(scope):
     import importlib
@@ -154,6 +156,7 @@ def test_state_dict_round_trip():
         torch.testing.assert_close(a(*args), b(*args), rtol=0, atol=0)
 
 
+@needs_openmmlab
 def test_loads_the_authors_ddfpack_layout():
     from mmdet.models.backbones import ResNet
     from mmengine.runner.checkpoint import load_state_dict

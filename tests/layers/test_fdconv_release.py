@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch_support import needs_custom_ops
 
 from mmdynconv.layers import FDConv
 from mmdynconv.layers.fdconv_release import convert_release_layer
@@ -140,6 +141,7 @@ def test_mask_mode_is_validated():
         FDConv(32, 32, 3, padding=1, kernel_num=8, band_order='stable')
 
 
+@needs_custom_ops
 def test_fbm_caches_survive_tracing():
     """The first FBM call at a size may happen inside torch.export: nothing traced may land in the caches."""
     x, att = torch.randn(1, 2, 11, 13), torch.rand(1, 3, 11, 13) * 2
