@@ -15,15 +15,17 @@ class DySample(nn.Module):
     and group the (x, y) displacement of each of the S² output sub-pixels, in input pixels:
 
     - static scope (default): ``o = 0.25 · offset(x) + p0``; dynamic scope (``dyscope=True``, the paper's "+"
-      variant): ``o = 0.5 · sigmoid(scope(x)) · offset(x) + p0`` with ``scope`` a 1×1 conv;
+      variant): ``o = 0.5 · sigmoid(scope(x)) · offset(x) + p0`` with ``scope`` a 1×1 conv without bias (as in the
+      paper's formula and the authors' current release; their first upload had a bias);
     - p0 (buffer ``init_pos``, (1, 2·G·S², 1, 1)): the sub-pixel centres of bilinear upsampling, ((2q + 1)/S − 1)/2
       for x and ((2p + 1)/S − 1)/2 for y at sub-pixel (p, q);
     - channels of o: [x or y][group][p·S + q]; pixel-shuffled to (B, 2·G, S·H, S·W), so output pixel (S·h + p,
       S·w + q) of group g samples x's channels of group g at (w + 0.5 + o_x, h + 0.5 + o_y) (pixel-centre
       coordinates) with ``grid_sample`` (bilinear, align_corners=False, border padding).
 
-    Parameter and buffer names are the authors' (``offset``, ``scope``, ``init_pos``). Initialisation: ``offset``
-    N(0, 0.001²) with zero bias, ``scope`` all zero, so the layer starts as (almost) bilinear upsampling.
+    Parameter and buffer names and shapes are the authors' (``offset.weight``, ``offset.bias``, ``scope.weight``,
+    ``init_pos``), so a state dict of their module loads with ``strict=True`` and vice versa. Initialisation:
+    ``offset`` N(0, 0.001²) with zero bias, ``scope`` all zero, so the layer starts as (almost) bilinear upsampling.
 
     Args:
         channels: C. scale_factor: integer S >= 2. groups: G, dividing C (4 in the paper). style: 'lp' only
@@ -49,7 +51,7 @@ class DySample(nn.Module):
         self.channels, self.scale_factor, self.groups, self.style = channels, scale_factor, groups, style
         out = 2 * groups * scale_factor ** 2
         self.offset = nn.Conv2d(channels, out, 1)
-        self.scope = nn.Conv2d(channels, out, 1) if dyscope else None
+        self.scope = nn.Conv2d(channels, out, 1, bias=False) if dyscope else None
         self.register_buffer('init_pos', self.initial_positions(scale_factor, groups))
         self.init_weights()
 
@@ -67,7 +69,6 @@ class DySample(nn.Module):
         nn.init.zeros_(self.offset.bias)
         if self.scope is not None:
             nn.init.zeros_(self.scope.weight)
-            nn.init.zeros_(self.scope.bias)
 
     def offsets(self, x):
         """o: (B, 2·G·S², H, W) in input pixels."""

@@ -19,8 +19,10 @@ class KernelMixtureConv(nn.Module):
 
     Plain checkpoints: a state dict holding a plain conv's ``weight`` W (Co, Ci/groups, kh, kw) (and ``bias`` b (Co,))
     initialises every expert with ``W / g`` (and ``b / g``), where g = :meth:`zero_logit_gain` is the factor the
-    layer's attentions apply to a kernel when all their logits are 0: the converted layer then computes the plain conv
-    at zero attention logits (exactly, for every input, when the attentions sum to 1, as DY-Conv's do).
+    layer's attentions apply to a kernel when all their logits are 0, and then calls
+    :meth:`start_at_plain_conv`, which sets the attention parameters so that the converted layer computes exactly the
+    plain conv, for every input, in training and in eval mode: step 0 of fine-tuning is the pretrained network.
+    Attention parameters present in the same state dict load afterwards and take precedence.
     """
 
     NAME = 'KernelMixtureConv'
@@ -76,6 +78,10 @@ class KernelMixtureConv(nn.Module):
         """(weight gain, bias gain): what the attentions multiply the mixed kernel and bias by at zero logits."""
         return 1.0, 1.0
 
+    def start_at_plain_conv(self):
+        """Called after a plain conv weight was loaded into the experts: set the attention parameters so that the
+        layer computes the plain conv for every input (a layer whose attentions sum to 1 has nothing to do)."""
+
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
         """A plain conv's ``weight`` (Co, Ci/groups, kh, kw) / ``bias`` (Co,) divided by :meth:`zero_logit_gain`
@@ -91,6 +97,8 @@ class KernelMixtureConv(nn.Module):
                 state_dict.pop(key)
             else:
                 state_dict[key] = (weight / weight_gain).unsqueeze(0).expand(self.num_kernels, *plain).clone()
+                with torch.no_grad():
+                    self.start_at_plain_conv()
         key = prefix + 'bias'
         if self.MIXED_BIAS and self.bias is not None and key in state_dict and state_dict[key].dim() == 1:
             state_dict[key] = (state_dict[key] / bias_gain).unsqueeze(0).expand(self.num_kernels, -1).clone()

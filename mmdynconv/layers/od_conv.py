@@ -27,9 +27,12 @@ class ODConv(KernelMixtureConv):
     Shapes: (B, Ci, H, W) -> (B, Co, Ho, Wo), Ho/Wo as ``nn.Conv2d``.
 
     Loading a plain conv ``weight`` W puts ``W / g`` in every kernel, g = 1/2 per sigmoid attention the layer has
-    (α_in always, α_out unless depthwise, α_s unless 1×1: g = 1/8 for a 3×3 conv); as α_w sums to 1 the mixed kernel
-    is then ``α_out ⊙ α_in ⊙ α_s ⊙ W / g``, the plain kernel where the attention logits are 0. The static bias loads
-    as is.
+    (α_in always, α_out unless depthwise, α_s unless 1×1: g = 1/8 for a 3×3 conv), and zeroes the weights and biases
+    of the sigmoid heads (``channel_fc``, ``filter_fc``, ``spatial_fc``): their logits are then 0 for every input,
+    whatever the trunk (its BatchNorm in train or eval mode) and τ, so, as α_w sums to 1 over identical kernels, the
+    converted layer is exactly the plain conv at step 0. ``kernel_fc`` keeps its initialisation: it does not change
+    the output at step 0, and zeroing it would give every kernel the same gradient forever (the kernels would never
+    separate). The static bias loads as is.
     """
 
     NAME = 'ODConv'
@@ -63,6 +66,10 @@ class ODConv(KernelMixtureConv):
     def init_weights(self):
         self.reset_kernels()
         self.attention.init_weights()
+
+    def start_at_plain_conv(self):
+        """Zero the sigmoid heads, so α_in = α_out = α_s = 1/2 exactly (the gain that loading divided by)."""
+        self.attention.zero_sigmoid_heads()
 
     def forward(self, x):
         self.check_input(x)

@@ -42,6 +42,15 @@ class ODConvAttention(nn.Module):
                     nn.init.zeros_(m.bias)
         self.bn.reset_parameters()
 
+    def zero_sigmoid_heads(self):
+        """Zero weight and bias of ``channel_fc``, ``filter_fc`` and ``spatial_fc``: their logits become 0 for every
+        input (``kernel_fc`` is left alone)."""
+        with torch.no_grad():
+            for fc in (self.channel_fc, self.filter_fc, self.spatial_fc):
+                if fc is not None:
+                    fc.weight.zero_()
+                    fc.bias.zero_()
+
     def _normalise(self, z):
         n = self.bn
         if self.training and z.shape[0] == 1 and not isinstance(n, nn.SyncBatchNorm):

@@ -18,9 +18,15 @@ class TemperatureAnnealHook(Hook):
     iterations, as DY-Conv's and ODConv's released recipes: 30 -> 1 over 10 epochs) or the first ``anneal``
     iterations (``by_epoch=False``), and stays at ``end`` afterwards, also for validation and testing.
 
+    The schedule is ODConv's released one: training iteration t (0-based, counted from the start of training) runs
+    with τ_t = start + (end − start) · min((t + 1) / T, 1), T the number of annealing iterations (the authors update
+    τ with ``batch_idx + 1`` before each batch), so the first iteration already runs one step below ``start``, the
+    last annealing iteration (t = T − 1) at ``end``; ``before_train`` sets the value for t − 1 (``start`` when
+    training starts at iteration 0, as the authors' code does before its loop).
+
     Args:
-        start: τ at iteration 0 (30 in both papers). end: final τ (1). anneal: epochs or iterations, >= 1.
-        by_epoch: whether ``anneal`` counts epochs.
+        start: τ at annealing progress 0, before the first iteration (30 in both papers). end: final τ (1).
+        anneal: epochs or iterations, >= 1. by_epoch: whether ``anneal`` counts epochs.
     """
 
     def __init__(self, start=30.0, end=1.0, anneal=10, by_epoch=True):
@@ -34,10 +40,12 @@ class TemperatureAnnealHook(Hook):
         self.start, self.end, self.anneal, self.by_epoch = float(start), float(end), anneal, by_epoch
 
     def temperature(self, iteration, iters_per_epoch=None):
-        """τ before training iteration ``iteration`` (0-based)."""
+        """τ for training iteration ``iteration`` (0-based): the value after ``iteration + 1`` annealing steps."""
+        return self._annealed(iteration + 1, iters_per_epoch)
+
+    def _annealed(self, steps, iters_per_epoch):
         total = self.anneal * iters_per_epoch if self.by_epoch else self.anneal
-        progress = min(iteration / total, 1.0)
-        return self.start + (self.end - self.start) * progress
+        return self.start + (self.end - self.start) * min(steps / total, 1.0)
 
     @staticmethod
     def set_temperature(model, value):
@@ -50,12 +58,11 @@ class TemperatureAnnealHook(Hook):
         return len(layers)
 
     def before_train(self, runner):
-        if self.set_temperature(runner.model, self._value(runner)) == 0:
+        if self.set_temperature(runner.model, self._annealed(runner.iter, self._per_epoch(runner))) == 0:
             runner.logger.warning('TemperatureAnnealHook: the model has no DYConv or ODConv layer')
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
-        self.set_temperature(runner.model, self._value(runner))
+        self.set_temperature(runner.model, self.temperature(runner.iter, self._per_epoch(runner)))
 
-    def _value(self, runner):
-        per_epoch = len(runner.train_dataloader) if self.by_epoch else None
-        return self.temperature(runner.iter, per_epoch)
+    def _per_epoch(self, runner):
+        return len(runner.train_dataloader) if self.by_epoch else None

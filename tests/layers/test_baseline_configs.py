@@ -74,8 +74,9 @@ def test_paper_config_loads_an_ordinary_resnet_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_temperature_hook_in_a_demo_training_run(demo_data, tmp_path):
-    """One epoch (2 iterations) of the DY-Conv demo: τ = 30 at iteration 0 and 15.5 at iteration 1 (anneal = 1
-    epoch of 2 iterations), set on every DYConv before each training forward."""
+    """One epoch (2 iterations) of the DY-Conv demo: τ = 15.5 at iteration 0 and 1 at iteration 1 (anneal = 1
+    epoch of 2 iterations; ODConv's released schedule, τ_t = 30 − 29·(t + 1)/2), set on every DYConv before each
+    training forward."""
     from mmengine.runner import Runner
     cfg = Config.fromfile(CONFIGS['faster-rcnn_tiny-r50-dyconv_fpn_shapes.py'])
     root = osp.join(demo_data, 'coco') + '/'
@@ -98,7 +99,7 @@ def test_temperature_hook_in_a_demo_training_run(demo_data, tmp_path):
 
     runner.model.forward = forward
     runner.train()
-    assert seen == [{30.0}, {15.5}]
+    assert seen == [{15.5}, {1.0}]
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])

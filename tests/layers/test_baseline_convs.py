@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer
 from mmengine.registry import HOOKS, DefaultScope
 from torch import nn
+from torch_support import AUTOCAST_DTYPES, needs_custom_ops, needs_openmmlab
 
 import mmdynconv  # noqa: F401  (registers the layers)
 from mmdynconv.layers import CondConv, DYConv, ODConv, TemperatureAnnealHook
@@ -122,6 +123,7 @@ def test_layer_matches_oracle(name, shape, training):
                                    msg=lambda m, p=pname: f'{name} grad {p}: {m}')
 
 
+@needs_openmmlab
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
 @pytest.mark.parametrize('name', LAYERS)
 def test_builds_through_build_conv_layer_in_scope(scope, name):
@@ -134,58 +136,121 @@ def test_builds_through_build_conv_layer_in_scope(scope, name):
 
 
 def test_plain_checkpoint_rules():
-    """A plain conv's W/b initialise every expert as W/g, b/g (g: the attentions' gain at zero logits); DYConv then
-    is the plain conv exactly, CondConv the plain conv scaled by (2/E)Σ_e r_e, ODConv the plain kernel scaled by its
-    sigmoid attentions over 1/8."""
+    """A plain conv's W/b initialise every expert as W/g, b/g (g: the attentions' gain at zero logits); CondConv's
+    routing becomes antithetic (row E/2 + e = −row e) and ODConv's sigmoid heads zero, its kernel head untouched."""
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 12, 3, padding=1).double()
-    x = torch.randn(3, 8, 7, 6, dtype=torch.float64)
     gains = {'DYConv': (1.0, 1.0), 'CondConv': (4.0, 4.0), 'ODConv': (0.125, 1.0)}
     for name, cls in LAYERS.items():
         layer = cls(8, 12, 3, padding=1, bias=True).double()
         _randomise(layer)
+        before = {k: v.clone() for k, v in layer.state_dict().items()}
         result = layer.load_state_dict(conv.state_dict(), strict=False)
         assert not result.unexpected_keys and all(k.split('.')[0] in ('routing', 'attention')
                                                   for k in result.missing_keys), result
         weight_gain, bias_gain = gains[name]
         assert all(torch.equal(expert, conv.weight / weight_gain) for expert in layer.weight)
-        y = layer(x)
+        after = layer.state_dict()
         if name == 'DYConv':
-            for temperature in (30.0, 1.0):
-                layer.temperature = temperature
-                torch.testing.assert_close(layer(x), conv(x), rtol=1e-10, atol=1e-10)
+            assert all(torch.equal(after[k], before[k]) for k in before if k.startswith('attention.'))
         elif name == 'CondConv':
             assert all(torch.equal(b, conv.bias / bias_gain) for b in layer.bias)
-            total = torch.sigmoid(layer.routing(x.mean((2, 3)))).sum(1).view(-1, 1, 1, 1) / 4
-            torch.testing.assert_close(y, total * conv(x), rtol=1e-10, atol=1e-10)
+            for key in ('routing.weight', 'routing.bias'):
+                assert torch.equal(after[key][:4], before[key][:4]) and torch.equal(after[key][4:], -before[key][:4])
         else:
             assert torch.equal(layer.bias, conv.bias)
-            att_in, att_out, spatial, _ = odconv_attentions(layer, x)
-            kernels = [conv.weight * 8 * spatial[b] * att_out[b].view(-1, 1, 1, 1) * att_in[b].view(1, -1, 1, 1)
-                       for b in range(3)]
-            torch.testing.assert_close(y, per_sample_conv(x, kernels, [conv.bias] * 3, layer), rtol=1e-10,
-                                       atol=1e-10)
+            for head in ('channel_fc', 'filter_fc', 'spatial_fc'):
+                for p in ('weight', 'bias'):
+                    assert not after[f'attention.{head}.{p}'].any()
+            for key in ('attention.kernel_fc.weight', 'attention.kernel_fc.bias', 'attention.fc.weight'):
+                assert torch.equal(after[key], before[key])
     layer = DYConv(8, 12, 3, padding=1)
     with pytest.raises(RuntimeError, match='cannot initialise DYConv experts'):
         layer.load_state_dict(nn.Conv2d(8, 12, 1).state_dict(), strict=False)
 
 
+CONVERSION_SHAPES = [  # ci, co, kernel_size, stride, groups
+    (12, 16, 3, 1, 1),
+    (12, 16, 1, 1, 1),
+    (12, 12, 3, 2, 12),       # depthwise 3×3
+    (12, 12, 1, 1, 12),       # depthwise 1×1
+    (12, 18, 3, 1, 3),        # grouped
+    (16, 8, (3, 1), 2, 1),
+]
+
+
 @pytest.mark.parametrize('name', sorted(LAYERS))
-@pytest.mark.parametrize('kernel_size, groups', [(3, 1), (1, 1), (3, 12)])
-def test_plain_checkpoint_is_the_plain_conv_at_zero_logits(name, kernel_size, groups):
-    """With every routing / attention logit 0 a converted layer computes the plain conv (1×1, 3×3, depthwise)."""
+@pytest.mark.parametrize('ci,co,kernel_size,stride,groups', CONVERSION_SHAPES)
+@pytest.mark.parametrize('num_kernels', [4, 3])
+def test_converted_layer_is_the_plain_conv(name, ci, co, kernel_size, stride, groups, num_kernels):
+    """Right after loading a plain checkpoint, with the attentions as initialised (no manual zeroing), the layer
+    is the plain conv for every input: float64, train mode (ODConv's BatchNorm on batch statistics) and eval mode
+    (its initial or randomised running statistics), several temperatures."""
     torch.manual_seed(1)
-    conv = nn.Conv2d(12, 12, kernel_size, padding=kernel_size // 2, groups=groups).double()
-    layer = LAYERS[name](12, 12, kernel_size, padding=kernel_size // 2, groups=groups, bias=True).double()
+    kernel_size = kernel_size if isinstance(kernel_size, tuple) else (kernel_size, kernel_size)
+    pad = (kernel_size[0] // 2, kernel_size[1] // 2)
+    conv = nn.Conv2d(ci, co, kernel_size, stride, pad, groups=groups).double()
+    kernels = {'CondConv': 'num_experts', 'DYConv': 'num_kernels', 'ODConv': 'kernel_num'}[name]
+    for randomise in (False, True):
+        layer = LAYERS[name](ci, co, kernel_size, stride, pad, groups=groups, bias=True,
+                             **{kernels: num_kernels}).double()
+        if randomise:   # a layer that is not fresh: the conversion does not rely on the initialisation
+            _randomise(layer)
+        layer.load_state_dict(conv.state_dict(), strict=False)
+        x = torch.randn(3, ci, 9, 8, dtype=torch.float64) * 2 + 0.5
+        expected = conv(x)
+        for training in (True, False):
+            layer.train(training)
+            for temperature in ((1.0, 30.0) if name != 'CondConv' else (None,)):
+                if temperature is not None:
+                    layer.temperature = temperature
+                torch.testing.assert_close(layer(x), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('name', sorted(LAYERS))
+def test_converted_experts_separate_when_trained(name):
+    """Conversion gives every expert the same kernel; the attentions must still tell the experts apart, or they get
+    identical updates forever (what zeroing CondConv's routing or ODConv's kernel head would do)."""
+    torch.manual_seed(2)
+    conv = nn.Conv2d(8, 8, 3, padding=1).double()
+    layer = LAYERS[name](8, 8, 3, padding=1, bias=True).double()
     layer.load_state_dict(conv.state_dict(), strict=False)
-    with torch.no_grad():
-        for module in layer.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                module.weight.zero_()
-                if module.bias is not None:
-                    module.bias.zero_()
-    x = torch.randn(2, 12, 9, 8, dtype=torch.float64)
-    torch.testing.assert_close(layer(x), conv(x), rtol=1e-10, atol=1e-10)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    x = torch.randn(4, 8, 6, 6, dtype=torch.float64)
+    target = torch.randn(4, 8, 6, 6, dtype=torch.float64)
+    for _ in range(2):
+        optimizer.zero_grad()
+        F.mse_loss(layer(x), target).backward()
+        optimizer.step()
+    spread = (layer.weight - layer.weight.mean(0)).abs().max() / layer.weight.abs().max()
+    assert spread > 1e-4, float(spread)
+
+
+def test_condconv_initialisation_follows_the_authors():
+    """Experts N(0, 2/fan_out) with fan_out = kh·kw·Co/groups (TensorFlow ``conv_kernel_initializer``; depthwise:
+    kh·kw·multiplier), zero expert biases; routing Glorot-uniform U(±√(6/(Ci+E))) with a zero bias."""
+    torch.manual_seed(0)
+    for ci, co, k, groups in ((64, 128, 3, 1), (256, 256, 3, 256), (128, 256, 5, 128), (64, 64, 1, 1),
+                              (96, 192, 3, 4)):
+        layer = CondConv(ci, co, k, groups=groups, num_experts=8)
+        fan_out = k * k * co // groups
+        std = math.sqrt(2 / fan_out)
+        w = layer.weight.detach().double()
+        n = w.numel()
+        assert abs(float(w.mean())) < 4 * std / math.sqrt(n), (ci, co, k, groups)
+        assert abs(float(w.std()) / std - 1) < 4 * math.sqrt(0.5 / n) + 1e-3, (ci, co, k, groups, float(w.std()))
+        for expert in w:   # every expert drawn with that law, not one draw shared
+            assert abs(float(expert.std()) / std - 1) < 0.1
+        assert not torch.equal(w[0], w[1])
+        assert not layer.bias.any()
+        limit = math.sqrt(6 / (ci + 8))
+        r = layer.routing.weight.detach().double()
+        assert float(r.abs().max()) <= limit
+        assert abs(float(r.var()) / (limit ** 2 / 3) - 1) < 4 * math.sqrt(0.8 / r.numel())
+        assert not layer.routing.bias.any()
+    # depthwise with channel multiplier 2: fan_out = k²·2 (PyTorch's kaiming fan_out would be Co·k², 128× more)
+    dw = CondConv(128, 256, 3, groups=128)
+    assert abs(float(dw.weight.detach().std()) / math.sqrt(2 / 18) - 1) < 0.02
 
 
 def test_odconv_parameter_names_are_the_authors():
@@ -214,7 +279,7 @@ def test_batch_one_training_step(name):
 
 
 @pytest.mark.parametrize('name', LAYERS)
-@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('dtype', AUTOCAST_DTYPES)
 def test_autocast(name, dtype):
     torch.manual_seed(0)
     layer = LAYERS[name](16, 16, 3, padding=1, bias=True).eval()
@@ -258,6 +323,7 @@ def _runner(model, iteration, iters_per_epoch):
                                  logger=types.SimpleNamespace(warning=lambda msg: None))
 
 
+@needs_openmmlab
 @pytest.mark.parametrize('scope', [None, 'mmdet', 'mmseg'])
 def test_temperature_hook_anneals_every_layer(scope):
     if scope is not None:
@@ -268,18 +334,49 @@ def test_temperature_hook_anneals_every_layer(scope):
     model = nn.Sequential(DYConv(4, 4, 3), nn.Sequential(ODConv(4, 4, 1)), CondConv(4, 4, 1))
     hook.before_train(_runner(model, 0, 10))
     assert model[0].temperature == model[1][0].temperature == 30.0
-    hook.before_train_iter(_runner(model, 10, 10), 10)                     # half-way through epoch 2 of 2
-    assert math.isclose(model[0].temperature, 15.5) and math.isclose(model[1][0].attention.temperature, 15.5)
+    hook.before_train_iter(_runner(model, 10, 10), 0)                      # iteration 10 of 20 runs at 11/20
+    assert math.isclose(model[0].temperature, 14.05) and math.isclose(model[1][0].attention.temperature, 14.05)
     hook.before_train_iter(_runner(model, 25, 10), 5)
     assert model[0].temperature == model[1][0].temperature == 1.0
     by_iter = TemperatureAnnealHook(start=10, end=2, anneal=4, by_epoch=False)
-    assert [by_iter.temperature(i) for i in (0, 2, 4, 9)] == [10.0, 6.0, 2.0, 2.0]
+    assert [by_iter.temperature(i) for i in (0, 2, 3, 9)] == [8.0, 4.0, 2.0, 2.0]
     with pytest.raises(ValueError, match='anneal'):
         TemperatureAnnealHook(anneal=0)
     with pytest.raises(ValueError, match='start'):
         TemperatureAnnealHook(start=0)
 
 
+def release_temperature(iteration, epoch, iters_per_epoch, temp_epoch, temp_init):
+    """ODConv's released schedule: τ = 1 + max(0, (τ0 − 1)·(T − t)/T), T = iters_per_epoch·temp_epoch and
+    t = iteration + epoch·iters_per_epoch, called with iteration = batch_idx + 1 before each batch while
+    epoch < temp_epoch (and with iteration 0 before training)."""
+    total = iters_per_epoch * temp_epoch
+    return 1.0 + max(0.0, (temp_init - 1.0) * (total - (iteration + epoch * iters_per_epoch)) / total)
+
+
+@pytest.mark.parametrize('iters_per_epoch,temp_epoch,temp_init', [(7, 3, 30.0), (10, 10, 30.0), (5, 1, 4.0)])
+def test_temperature_hook_follows_the_odconv_release(iters_per_epoch, temp_epoch, temp_init):
+    """Before training iteration t the layers hold the temperature the authors' loop sets before that batch."""
+    hook = TemperatureAnnealHook(start=temp_init, end=1.0, anneal=temp_epoch)
+    layer = ODConv(4, 4, 3)
+    hook.before_train(_runner(layer, 0, iters_per_epoch))
+    assert math.isclose(layer.temperature, release_temperature(0, 0, iters_per_epoch, temp_epoch, temp_init))
+    release = None
+    for t in range((temp_epoch + 2) * iters_per_epoch):
+        epoch, batch_idx = divmod(t, iters_per_epoch)
+        if epoch < temp_epoch:   # afterwards the release keeps the last value
+            release = release_temperature(batch_idx + 1, epoch, iters_per_epoch, temp_epoch, temp_init)
+        hook.before_train_iter(_runner(layer, t, iters_per_epoch), batch_idx)
+        assert math.isclose(layer.temperature, release, rel_tol=1e-12), (t, layer.temperature, release)
+    assert release == 1.0
+    by_iter = TemperatureAnnealHook(start=temp_init, end=1.0, anneal=iters_per_epoch * temp_epoch, by_epoch=False)
+    for t in range(iters_per_epoch * temp_epoch):
+        epoch, batch_idx = divmod(t, iters_per_epoch)
+        assert math.isclose(by_iter.temperature(t),
+                            release_temperature(batch_idx + 1, epoch, iters_per_epoch, temp_epoch, temp_init))
+
+
+@needs_custom_ops
 def test_compiles_without_graph_breaks():
     """The kernel-mixture op is one custom op with a fake implementation: torch.compile(fullgraph=True) traces the
     layer, forward and backward."""

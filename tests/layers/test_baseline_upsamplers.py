@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_upsample_layer
 from mmengine.registry import DefaultScope
+from torch_support import AUTOCAST_DTYPES, needs_custom_ops, needs_openmmlab
 
 import mmdynconv  # noqa: F401  (registers the layers)
 from mmdynconv.layers import CARAFETorch, DySample
@@ -37,7 +38,7 @@ def dysample_oracle(layer, x):
     b, c, h, w = x.shape
     s, g = layer.scale_factor, layer.groups
     raw = F.conv2d(x, layer.offset.weight, layer.offset.bias)
-    scale = 0.25 if layer.scope is None else 0.5 * torch.sigmoid(F.conv2d(x, layer.scope.weight, layer.scope.bias))
+    scale = 0.25 if layer.scope is None else 0.5 * torch.sigmoid(F.conv2d(x, layer.scope.weight))
     o = (raw * scale).view(b, 2, g, s, s, h, w)                              # [x/y][group][p][q]
     centre = ((torch.arange(s, dtype=torch.float64) + 0.5) / s - 0.5).float().to(x.dtype)   # the fp32 buffer
     ox = o[:, 0] + centre.view(1, 1, 1, s, 1, 1)                             # depends on q
@@ -87,6 +88,7 @@ def test_carafe_torch_matches_oracle(channels, scale, up_kernel, up_group, encod
     _check_against(layer, carafe_oracle, x)
 
 
+@needs_openmmlab
 def test_carafe_torch_and_mmcv_carafepack_share_checkpoints():
     from mmcv.ops import CARAFEPack
     theirs = CARAFEPack(16, 2, up_kernel=5, up_group=2, encoder_kernel=3, encoder_dilation=1, compressed_channels=8)
@@ -126,6 +128,7 @@ def test_dysample_starts_as_bilinear_upsampling(scale):
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
 @pytest.mark.parametrize('cfg,cls', [(dict(type='carafe_torch', up_kernel=3), CARAFETorch),
                                      (dict(type='dysample', groups=4), DySample)])
+@needs_openmmlab
 def test_builds_in_scope_and_in_upsampler_fpn(scope, cfg, cls):
     importlib.import_module(f'{scope}.registry')
     with DefaultScope.overwrite_default_scope(scope):
@@ -145,7 +148,7 @@ def test_builds_in_scope_and_in_upsampler_fpn(scope, cfg, cls):
 
 
 @pytest.mark.parametrize('cls', [CARAFETorch, DySample])
-@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('dtype', AUTOCAST_DTYPES)
 def test_autocast(cls, dtype):
     torch.manual_seed(0)
     layer = cls(16, 2)
@@ -176,6 +179,7 @@ def test_bad_arguments_name_the_argument():
         DySample(8, 2)(torch.randn(1, 4, 3, 3))
 
 
+@needs_custom_ops
 @pytest.mark.parametrize('cls', [CARAFETorch, DySample])
 def test_compiles_without_graph_breaks(cls):
     torch.manual_seed(0)
@@ -193,5 +197,36 @@ def test_dysample_state_dict_names_are_the_authors():
     assert set(DySample(16, 2).state_dict()) == {'offset.weight', 'offset.bias', 'init_pos'}
     layer = DySample(16, 2, groups=4, dyscope=True)
     assert {k: tuple(v.shape) for k, v in layer.state_dict().items()} == {
-        'offset.weight': (32, 16, 1, 1), 'offset.bias': (32,), 'scope.weight': (32, 16, 1, 1), 'scope.bias': (32,),
+        'offset.weight': (32, 16, 1, 1), 'offset.bias': (32,), 'scope.weight': (32, 16, 1, 1),
         'init_pos': (1, 32, 1, 1)}
+    assert layer.scope.bias is None
+
+
+@pytest.mark.parametrize('groups,scale', [(4, 2), (2, 3)])
+def test_dysample_release_state_dict_loads_strictly(groups, scale):
+    """The authors' module with ``dyscope=True`` has ``offset`` (1×1 conv with bias), ``scope`` (1×1 conv without
+    bias) and the buffer ``init_pos``: a state dict of that layout loads with strict=True, ours loads back into a
+    module of that layout, and the loaded layer follows o = 0.5·sigmoid(scope(x))·offset(x) + p0."""
+    gen = torch.Generator().manual_seed(0)
+    c, out = 8, 2 * groups * scale * scale
+    release = {'offset.weight': torch.randn(out, c, 1, 1, generator=gen) * 0.3,
+               'offset.bias': torch.randn(out, generator=gen) * 0.3,
+               'scope.weight': torch.randn(out, c, 1, 1, generator=gen),
+               'init_pos': DySample.initial_positions(scale, groups)}
+    layer = DySample(c, scale, groups=groups, dyscope=True)
+    assert str(layer.load_state_dict(release, strict=True)) == '<All keys matched successfully>'
+
+    class ReleaseLayout(torch.nn.Module):   # only the parameter layout of the authors' module
+        def __init__(self):
+            super().__init__()
+            self.offset = torch.nn.Conv2d(c, out, 1)
+            self.scope = torch.nn.Conv2d(c, out, 1, bias=False)
+            self.register_buffer('init_pos', torch.zeros(1, out, 1, 1))
+
+    ReleaseLayout().load_state_dict(layer.state_dict(), strict=True)
+    with pytest.raises(RuntimeError, match='scope.bias'):   # the layout of the authors' first upload
+        layer.load_state_dict({**release, 'scope.bias': torch.zeros(out)}, strict=True)
+    x = torch.randn(2, c, 5, 4, generator=gen)
+    expected = (F.conv2d(x, release['offset.weight'], release['offset.bias'])
+                * torch.sigmoid(F.conv2d(x, release['scope.weight'])) * 0.5 + release['init_pos'])
+    torch.testing.assert_close(layer.offsets(x), expected)
