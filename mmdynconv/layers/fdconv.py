@@ -69,8 +69,11 @@ class FDConv(nn.Module):
             them to the activations).
 
     Loading a plain conv state dict (``weight`` of shape (Co, Ci, k, k)) into a dynamic layer converts it to
-    ``spectrum``; a freshly initialised layer loaded that way reproduces the conv (attentions start at 1, π at
-    1/n, up to the heads' N(0, 1e-6) weights). Loading a ``spectrum`` into a fallback layer converts it back.
+    ``spectrum`` and calls :meth:`start_at_plain_conv` (the same happens for a ``spectrum`` loaded without any
+    ``ksm_global.``/``ksm_local.``/``fbm.`` key, what ``tools/convert_fdconv_checkpoint.py`` writes): every
+    attention is then exactly 1 and π exactly 1/n, so the converted layer is the plain conv at step 0 (up to the
+    fp32 rounding of the Fourier round trip: the spectrum and the kernel are built in fp32). Loading a ``spectrum``
+    into a fallback layer converts it back.
     A state dict in the authors' layout (``dft_weight``, ``KSM_Global.*``, ``KSM_Local.*``, ``FBM.*``) is converted
     while it loads (:mod:`mmdynconv.layers.fdconv_release`); it needs ``band_order='release'``.
     """
@@ -151,6 +154,23 @@ class FDConv(nn.Module):
             if self.bias is not None:
                 self.bias.zero_()
 
+    def start_at_plain_conv(self):
+        """Zero every logit-producing parameter of KSM and FBM (the four global heads, the local 1-D conv, the FBM
+        conv): all attentions become exactly 1 (π exactly 1/n) for every input, in train and eval mode. At
+        initialisation the heads and the local conv are ~1e-6 instead (the release's values), which moves a converted
+        layer away from the plain conv by about that much."""
+        if not self.dynamic:
+            return
+        with torch.no_grad():
+            g = self.ksm_global
+            for head in (g.in_head, g.out_head, g.pos_head, g.kernel_head):
+                if head is not None:
+                    head.weight.zero_()
+                    head.bias.zero_()
+            self.ksm_local.weight.zero_()
+            if self.fbm is not None:
+                self.fbm.reset_parameters()
+
     def modulation_parameters(self):
         """Parameters of KSM and FBM (what stays trainable in a frozen stage); empty for a fallback layer."""
         if not self.dynamic:
@@ -200,8 +220,8 @@ class FDConv(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        """Convert a release-layout layer, a plain conv ``weight`` into ``spectrum`` (dynamic layer), or a
-        ``spectrum`` into ``weight`` (fallback layer)."""
+        """Convert a release-layout layer, a plain conv ``weight`` into ``spectrum`` (dynamic layer, then
+        :meth:`start_at_plain_conv`), or a ``spectrum`` into ``weight`` (fallback layer)."""
         weight_key, spectrum_key = prefix + 'weight', prefix + 'spectrum'
         co, ci, k = self.out_channels, self.in_channels, self.kernel_size
         if self.dynamic and is_release_layout(state_dict, prefix):
@@ -217,6 +237,10 @@ class FDConv(nn.Module):
                                   f'{tuple(weight.shape)} into FDConv needs ({co}, {ci}, {k}, {k})')
             else:
                 state_dict[spectrum_key] = weight_to_spectrum(weight)
+                self.start_at_plain_conv()
+        elif self.dynamic and spectrum_key in state_dict and not any(
+                key.startswith(tuple(prefix + m for m in ('ksm_global.', 'ksm_local.', 'fbm.'))) for key in state_dict):
+            self.start_at_plain_conv()   # a converted plain kernel without modulation parameters
         elif not self.dynamic and spectrum_key in state_dict and weight_key not in state_dict:
             spectrum = state_dict.pop(spectrum_key)
             expected = (co * k, ci * k // 2 + 1, 2)

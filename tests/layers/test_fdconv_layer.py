@@ -9,6 +9,7 @@ from mmcv.cnn import build_conv_layer
 from mmengine.model import BaseModule
 from mmengine.registry import DefaultScope
 from torch import nn
+from torch_support import needs_openmmlab
 
 from mmdynconv.layers import FDConv
 
@@ -18,6 +19,7 @@ def _rel(a, b):
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
 
 
+@needs_openmmlab
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
 def test_build_conv_layer_in_scope(scope):
     importlib.import_module(f'{scope}.models')
@@ -63,6 +65,65 @@ def test_converted_layer_reproduces_conv(ci, co, k, stride, bias):
     plain = FDConv(ci, co, k, stride=stride, padding=k // 2, bias=bias, dynamic_min_channels=64)
     plain.load_state_dict(layer.state_dict(), strict=False)
     torch.testing.assert_close(plain.weight, conv.weight, rtol=0, atol=1e-5)
+
+
+def _perturb_modulation(layer):
+    """Modulation parameters away from their initialisation (a layer that is not fresh)."""
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in layer.modulation_parameters():
+            p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.3)
+
+
+@pytest.mark.parametrize('ci,co,k,stride,bias,fbm', [(24, 32, 3, 1, False, True), (21, 19, 3, 2, True, True),
+                                                     (24, 24, 3, 1, True, False), (40, 24, 1, 1, False, False),
+                                                     (18, 36, 1, 2, True, False)])
+@pytest.mark.parametrize('perturb', [False, True])
+def test_converted_layer_is_the_plain_conv_at_step_0(ci, co, k, stride, bias, fbm, perturb):
+    """After loading a plain weight every attention is exactly 1 and π exactly 1/n, in train and eval mode (KSM's
+    BatchNorm on batch or running statistics), so the layer is the plain conv up to the fp32 kernel build."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(ci, co, k, stride=stride, padding=k // 2, bias=bias).double()
+    layer = FDConv(ci, co, k, stride=stride, padding=k // 2, bias=bias, kernel_num=16, use_fbm=fbm).double()
+    if perturb:
+        _perturb_modulation(layer)
+    layer.load_state_dict(conv.state_dict(), strict=False)
+    x = torch.randn(3, ci, 11, 10, dtype=torch.float64)
+    g = x.mean((2, 3))
+    for mode in (True, False):
+        layer.train(mode)
+        in_att, out_att, pos_att, kernel_att = layer.ksm_global(g)
+        for att in (in_att, out_att) + ((pos_att,) if k > 1 else ()):
+            assert torch.equal(att, torch.ones_like(att))
+        assert torch.equal(kernel_att, torch.full_like(kernel_att, 1 / 16))
+        assert not layer.ksm_local.weight.any()
+        if fbm:
+            att = layer.fbm.band_attention(x)
+            assert torch.equal(att, torch.ones_like(att))
+        with torch.no_grad():
+            assert _rel(layer(x), conv(x)) < 1e-6, mode
+            assert _rel(layer(x), F.conv2d(x, layer.static_weight().double(), layer.bias, layer.stride,
+                                           layer.padding)) < 1e-6, mode
+
+
+def test_offline_converted_spectrum_starts_at_the_plain_conv():
+    """A ``spectrum`` without any KSM/FBM key (what tools/convert_fdconv_checkpoint.py writes) is a converted plain
+    kernel: the modulation starts exactly at the identity too. A full FDConv state dict keeps its modulation."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(24, 32, 3, padding=1, bias=False)
+    source = FDConv(24, 32, 3, padding=1, bias=False, kernel_num=8)
+    source.load_state_dict(conv.state_dict(), strict=False)
+    layer = FDConv(24, 32, 3, padding=1, bias=False, kernel_num=8)
+    _perturb_modulation(layer)
+    layer.load_state_dict({'spectrum': source.spectrum.detach().clone()}, strict=False)
+    assert not layer.ksm_global.in_head.weight.any() and not layer.ksm_local.weight.any()
+    assert not layer.fbm.weight.any()
+    x = torch.randn(2, 24, 9, 9)
+    assert _rel(layer(x), conv(x)) < 1e-5
+    trained = FDConv(24, 32, 3, padding=1, bias=False, kernel_num=8)
+    _perturb_modulation(trained)
+    layer.load_state_dict(trained.state_dict())
+    torch.testing.assert_close(layer(x), trained(x), rtol=0, atol=0)
 
 
 def test_conversion_rejects_wrong_shape():
