@@ -17,3 +17,7 @@ AUTOCAST_DTYPES = [torch.bfloat16, pytest.param(torch.float16, marks=pytest.mark
 # Tests that need mmdet / mmseg (and mmcv's compiled ops): deselected by the torch-floor run of tools/run_tests.sh,
 # which has only torch, mmengine and mmcv-lite.
 needs_openmmlab = pytest.mark.openmmlab
+
+# ONNX export: torch.export keeping the custom ops whole and torch.onnx.export(dynamo=True) (torch >= 2.5).
+needs_export = pytest.mark.skipif(not HAS_CUSTOM_OP or TORCH_VERSION < (2, 5),
+                                  reason=f'ONNX export needs torch >= 2.5; this is torch {torch.__version__}')

@@ -12,6 +12,7 @@ import contextlib
 import torch
 import torch.utils._pytree as pytree
 
+from ..ops.compat import HAS_CUSTOM_OP, TORCH_VERSION
 from .dft_matmul import fft_c2c, fft_c2r, fft_r2c
 from .functional import ddf_functional
 
@@ -58,8 +59,17 @@ def export_mode(model):
             del m.forward
 
 
+def check_export_support():
+    """Raise ``RuntimeError`` where this torch cannot export: the ops must be custom ops (torch >= 2.4) for
+    ``torch.export`` to keep them whole, and ``torch.onnx.export(dynamo=True)`` arrived in torch 2.5."""
+    if not HAS_CUSTOM_OP or TORCH_VERSION < (2, 5):
+        raise RuntimeError(f'ONNX export needs torch >= 2.5 (custom ops for torch.export, '
+                           f'torch.onnx.export(dynamo=True)); this is torch {torch.__version__}')
+
+
 def export_program(model, inputs):
     """``torch.export`` ``model(*inputs)`` in eval mode and decompose the custom ops: an ``ExportedProgram``."""
+    check_export_support()
     model.eval()
     with torch.no_grad(), export_mode(model):
         # One eager call first: FBM caches its per-size masks (functools.lru_cache); filled while tracing, the cache

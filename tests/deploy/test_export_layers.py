@@ -7,11 +7,14 @@ DDF-Up and ~5e-7 for FDConv, whose FFTs are exported as matrix products; through
 import onnx
 import pytest
 import torch
+from torch_support import needs_export
 
 from mmdynconv.deploy.export import export_onnx, export_program, run_onnx, torch_outputs
 from mmdynconv.deploy.functional import ddf_functional
 from mmdynconv.layers import DDFConv, DDFUpsample, FDConv
 from mmdynconv.ops import ddf
+
+pytestmark = needs_export
 
 CASES = {  # name: (layer, input shapes, relative tolerance)
     'ddf_k3_s2_heads2_odd': (lambda: DDFConv(8, 8, 3, stride=2, heads=2), [(2, 8, 11, 9)], 1e-5),
@@ -90,3 +93,10 @@ def test_ddf_functional_matches_the_op(k, s, d, heads, combine):
     fc = torch.randn(2, 6, k, k, generator=gen, dtype=torch.float64)
     fs = torch.randn(2, heads * k * k, ho, wo, generator=gen, dtype=torch.float64)
     torch.testing.assert_close(ddf_functional(x, fc, fs, k, s, d, combine), ddf(x, fc, fs, k, s, d, combine))
+
+
+def test_export_on_an_older_torch_says_what_it_needs(monkeypatch):
+    from mmdynconv.deploy import export as export_module
+    monkeypatch.setattr(export_module, 'TORCH_VERSION', (2, 4))
+    with pytest.raises(RuntimeError, match=r'ONNX export needs torch >= 2\.5'):
+        export_program(DDFConv(4, 4, 3), (torch.randn(1, 4, 5, 5),))

@@ -7,9 +7,12 @@ import os.path as osp
 import pytest
 import torch
 from tool_runner import run_tool
+from torch_support import needs_export
 
 from mmdynconv.deploy.cli import example_inputs, export_config
 from mmdynconv.deploy.tensor_forward import TensorForward, build_model
+
+pytestmark = needs_export
 
 pytest.importorskip('mmdet')
 pytest.importorskip('mmseg')

@@ -2,9 +2,12 @@
 import pytest
 import torch
 from tool_runner import run_tool
+from torch_support import needs_export
 
 from mmdynconv.deploy.benchmark import measure_module
 from mmdynconv.layers import FDConv
+
+pytestmark = needs_export
 
 
 @pytest.mark.parametrize('clock', ['wall', 'cpu'])
