@@ -3,9 +3,10 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import nn
 
-from ..ops.arguments import check_int
+from ..ops.arguments import check_feature_map, check_int
 from ..ops.carafe import carafe
 from ..ops.per_sample_conv import conv_dtype
+from ..ops.pixel_shuffle import pixel_shuffle
 
 
 @MODELS.register_module('carafe_torch')
@@ -59,13 +60,12 @@ class CARAFETorch(nn.Module):
 
     def kernels(self, x):
         """Reassembly kernels (B, G·k_up², S·H, S·W), softmax-normalised over each group's k_up² taps."""
-        mask = F.pixel_shuffle(self.content_encoder(self.channel_compressor(x)), self.scale_factor)
+        mask = pixel_shuffle(self.content_encoder(self.channel_compressor(x)), self.scale_factor)
         b, c, h, w = mask.shape
-        return F.softmax(mask.view(b, self.up_group, -1, h, w), dim=2).view(b, c, h, w)
+        return F.softmax(mask.view(b, self.up_group, self.up_kernel ** 2, h, w), dim=2).view(b, c, h, w)
 
     def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f'carafe_torch: expected input (B, {self.channels}, H, W), got {tuple(x.shape)}')
+        check_feature_map('carafe_torch', 'input', x, self.channels)
         mask = self.kernels(x)
         dtype = conv_dtype(x)   # the autocast dtype under autocast (the reassembly accumulates in fp32 anyway)
         return carafe(x.to(dtype), mask.to(dtype), self.up_kernel, self.up_group, self.scale_factor)

@@ -4,7 +4,7 @@ import torch.nn as nn
 from mmengine.registry import MODELS
 
 from ..ops import ddf
-from ..ops.arguments import check_pair
+from ..ops.arguments import check_feature_map, check_pair
 from .ddf_branches import ChannelFilterBranch, check_ddf_args
 from .filter_norm import FilterNorm
 
@@ -89,8 +89,7 @@ class DDFConv(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'DDF: expected input (B, {self.in_channels}, H, W), got {tuple(x.shape)}')
+        check_feature_map('DDF', 'input', x, self.in_channels)
         fs = self.spatial_norm(self.spatial_conv(x)).to(x.dtype)
         fc = self.channel_branch(x).to(x.dtype)
         out = ddf(x, fc, fs, self.kernel_size, self.stride, self.dilation, self.kernel_combine, self.backend)

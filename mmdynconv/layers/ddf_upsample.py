@@ -5,6 +5,8 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 
 from ..ops import ddf
+from ..ops.arguments import check_feature_map
+from ..ops.pixel_shuffle import pixel_shuffle, pixel_unshuffle
 from .ddf_branches import check_ddf_args
 from .filter_norm import FilterNorm
 
@@ -87,23 +89,23 @@ class DDFUpsample(nn.Module):
             raise ValueError(f"ddf_up: guidance must have shape {expected} (guidance_at={self.guidance_at!r}), "
                              f'got {got}')
         guidance = guidance.to(x.dtype)
-        return guidance if self.guidance_at == 'input' else F.pixel_unshuffle(guidance, s)
+        return guidance if self.guidance_at == 'input' else pixel_unshuffle(guidance, s)
 
     def forward(self, x, guidance=None):
         """x: (B, C, H, W); guidance: see the class docstring. Returns (B, C, S·H, S·W)."""
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f'ddf_up: expected input (B, {self.channels}, H, W), got {tuple(x.shape)}')
+        check_feature_map('ddf_up', 'input', x, self.channels)
         b, c, h, w = x.shape
         s, k = self.scale_factor, self.kernel_size
         n, gk2 = s * s, self.heads * k * k
         g = self.spatial_dw(self._spatial_input(x, guidance))  # (B, Cin·n, H, W), input-channel-major
-        g = g.reshape(b, -1, n, h, w).transpose(1, 2).reshape(b, -1, h, w)  # pair-major for the grouped 1×1
+        cin = g.shape[1] // n
+        g = g.reshape(b, cin, n, h, w).transpose(1, 2).reshape(b, n * cin, h, w)  # pair-major for the grouped 1×1
         fs = self.spatial_norm(self.spatial_pw(g)).to(x.dtype)  # (B, n·G·k², H, W)
         fc = self.channel_expand(F.relu(self.channel_squeeze(F.adaptive_avg_pool2d(x, 1))))
         fc = self.channel_norm(fc).to(x.dtype).reshape(b, n, c, k, k)
         outs = [ddf(x, fc[:, i], fs[:, i * gk2:(i + 1) * gk2], k, 1, self.dilation, self.kernel_combine,
                     self.backend) for i in range(n)]
-        return F.pixel_shuffle(torch.stack(outs, dim=2).reshape(b, c * n, h, w), s)
+        return pixel_shuffle(torch.stack(outs, dim=2).reshape(b, c * n, h, w), s)
 
     def extra_repr(self):
         guided = '' if self.guidance_channels is None else \

@@ -4,7 +4,8 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import nn
 
-from ..ops.arguments import check_int
+from ..ops.arguments import check_feature_map, check_int
+from ..ops.pixel_shuffle import pixel_shuffle
 
 
 @MODELS.register_module('dysample')
@@ -77,8 +78,7 @@ class DySample(nn.Module):
         return self.offset(x) * self.scope(x).sigmoid() * 0.5 + self.init_pos.to(x.dtype)
 
     def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f'dysample: expected input (B, {self.channels}, H, W), got {tuple(x.shape)}')
+        check_feature_map('dysample', 'input', x, self.channels)
         b, c, h, w = x.shape
         s, g = self.scale_factor, self.groups
         offset = self.offsets(x).view(b, 2, g * s * s, h, w)
@@ -88,7 +88,7 @@ class DySample(nn.Module):
         gx = (offset[:, 0] + cx) * (2 / w) - 1
         gy = (offset[:, 1] + cy) * (2 / h) - 1
         grid = torch.stack([gx, gy], 1).view(b, 2 * g * s * s, h, w)
-        grid = F.pixel_shuffle(grid, s).view(b, 2, g, s * h, s * w).permute(0, 2, 3, 4, 1)   # (B, G, SH, SW, 2)
+        grid = pixel_shuffle(grid, s).view(b, 2, g, s * h, s * w).permute(0, 2, 3, 4, 1)   # (B, G, SH, SW, 2)
         grid = grid.reshape(b * g, s * h, s * w, 2)
         out = F.grid_sample(x.reshape(b * g, c // g, h, w), grid.to(x.dtype), mode='bilinear',
                             padding_mode='border', align_corners=False)

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import nn
 
-from ..ops.arguments import check_choice, check_int, check_optional_bool, check_pair
+from ..ops.arguments import check_choice, check_feature_map, check_int, check_optional_bool, check_pair
 from ..ops.backend import BACKENDS
 from ..ops.fdconv import fdconv_dynamic_conv
 from ..ops.fdconv_fbm import MASK_MODES
@@ -185,9 +185,7 @@ class FDConv(nn.Module):
         return spectrum_to_weight(self.spectrum, self.out_channels, self.in_channels, self.kernel_size)
 
     def _check_input(self, x):
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f'FDConv: input must be (B, {self.in_channels}, H, W), got {shape}')
+        check_feature_map('FDConv', 'input', x, self.in_channels)
 
     def _attentions(self, x):
         g = x.mean((2, 3))

@@ -41,7 +41,8 @@ class FilterNorm(nn.Module):
         k2 = self.kernel_size ** 2
         acc = torch.promote_types(f.dtype, torch.float32)
         g = f.to(acc).reshape(b, self.channels, k2, h, w)
-        g = (g - g.mean(dim=2, keepdim=True)) / (g.std(dim=2, keepdim=True) + EPS)
+        if g.numel():   # (torch's std() warns about an empty batch's zero degrees of freedom)
+            g = (g - g.mean(dim=2, keepdim=True)) / (g.std(dim=2, keepdim=True) + EPS)
         g = g.reshape(b, self.channels * k2, h, w)
         g = g * (self.std.to(acc).view(1, -1, 1, 1) if self.filter_type == 'channel' else self.scale)
         return g.to(f.dtype)

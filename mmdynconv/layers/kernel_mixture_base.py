@@ -3,7 +3,7 @@ checkpoint loading and the call into :func:`mmdynconv.ops.kernel_mixture_conv`."
 import torch
 from torch import nn
 
-from ..ops.arguments import check_int, check_pair
+from ..ops.arguments import check_feature_map, check_int, check_pair
 from ..ops.kernel_mixture import kernel_mixture_conv
 
 
@@ -62,9 +62,7 @@ class KernelMixtureConv(nn.Module):
                 self.bias.zero_()
 
     def check_input(self, x):
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f'{self.NAME}: input must be (B, {self.in_channels}, H, W), got {shape}')
+        check_feature_map(self.NAME, 'input', x, self.in_channels)
 
     def mixture_conv(self, x, routing, spatial_att=None, in_att=None, out_att=None):
         """The conv of x with the per-sample kernels of routing (B, E) and the optional attentions."""

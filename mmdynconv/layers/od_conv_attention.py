@@ -65,7 +65,7 @@ class ODConvAttention(nn.Module):
         t = self.temperature
 
         def head(fc):
-            return fc(z).view(b, -1) / t
+            return fc(z).view(b, fc.out_channels) / t
 
         in_att = torch.sigmoid(head(self.channel_fc))
         out_att = torch.sigmoid(head(self.filter_fc)) if self.filter_fc is not None else None

@@ -40,3 +40,15 @@ def check_positive(owner, name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f'{owner}: {name} must be a number > 0, got {value!r}')
     return float(value)
+
+
+def check_feature_map(owner, name, x, channels):
+    """``x`` if it is a floating-point (B, ``channels``, H, W) tensor; TypeError / ValueError naming ``name``
+    otherwise (the input check of every layer's forward)."""
+    if not (hasattr(x, 'is_floating_point') and hasattr(x, 'shape')):
+        raise TypeError(f'{owner}: {name} must be a (B, {channels}, H, W) tensor, got {type(x).__name__}')
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f'{owner}: {name} must be (B, {channels}, H, W), got {tuple(x.shape)}')
+    if not x.is_floating_point():
+        raise TypeError(f'{owner}: {name} must be a floating-point tensor, got {x.dtype}')
+    return x

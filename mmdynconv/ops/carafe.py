@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .arguments import check_int
 from .compat import custom_op
+from .pixel_shuffle import pixel_shuffle, pixel_unshuffle
 
 NAME = 'carafe'
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -69,7 +70,7 @@ def _views(features, masks, k, group, s):
     acc = torch.promote_types(features.dtype, torch.float32)
     r = (k - 1) // 2
     padded = F.pad(features.to(acc), (r, r, r, r)).view(b, group, c // group, h + 2 * r, w + 2 * r)
-    return padded, F.pixel_unshuffle(masks.to(acc), s).view(b, group, k * k, s, s, h, w)
+    return padded, pixel_unshuffle(masks.to(acc), s).view(b, group, k * k, s, s, h, w)
 
 
 def carafe_forward_reference(features, masks, kernel_size, group_size, scale_factor):
@@ -83,7 +84,7 @@ def carafe_forward_reference(features, masks, kernel_size, group_size, scale_fac
         i, j = divmod(t, k)
         shifted = padded[:, :, :, None, None, i:i + h, j:j + w]                    # (B, G, C/G, 1, 1, H, W)
         out.addcmul_(shifted, m[:, :, None, t])
-    return F.pixel_shuffle(out.view(b, c * s * s, h, w), s).to(features.dtype)
+    return pixel_shuffle(out.view(b, c * s * s, h, w), s).to(features.dtype)
 
 
 def carafe_backward_reference(grad, features, masks, kernel_size, group_size, scale_factor, need_features,
@@ -93,7 +94,7 @@ def carafe_backward_reference(grad, features, masks, kernel_size, group_size, sc
     k, s, g = kernel_size, scale_factor, group_size
     r = (k - 1) // 2
     padded, m = _views(features, masks, k, g, s)
-    go = F.pixel_unshuffle(grad.to(padded.dtype), s).view(b, g, c // g, s, s, h, w)
+    go = pixel_unshuffle(grad.to(padded.dtype), s).view(b, g, c // g, s, s, h, w)
     grad_padded = torch.zeros_like(padded) if need_features else None
     grad_m = padded.new_empty(b, g, k * k, s, s, h, w) if need_masks else None
     product = torch.empty_like(go) if need_masks else None
@@ -108,7 +109,7 @@ def carafe_backward_reference(grad, features, masks, kernel_size, group_size, sc
             torch.mul(go, padded[:, :, :, None, None, i:i + h, j:j + w], out=product)
             torch.sum(product, 2, out=grad_m[:, :, t])
     gf = grad_padded[:, :, :, r:r + h, r:r + w].reshape(b, c, h, w).to(features.dtype) if need_features else None
-    gm = F.pixel_shuffle(grad_m.view(b, -1, h, w), s).to(masks.dtype) if need_masks else None
+    gm = pixel_shuffle(grad_m.view(b, g * k * k * s * s, h, w), s).to(masks.dtype) if need_masks else None
     return gf, gm
 
 

@@ -136,6 +136,8 @@ def _forward(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_
             outputs.append(per_sample_conv_forward(inp, weight, rows, g))
             del weight, tiles
         del inp
+        if not outputs:   # an empty batch
+            outputs.append(x.new_empty(0, g.co, g.ho, g.wo, dtype=dtype))
         y = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         del outputs
         if not g.fold:
@@ -203,6 +205,8 @@ def _backward(grad_y, x, spectrum, band_index, kernel_att, local_feat, local_wei
             del grad_tiles
     if shared_grad is not None:
         spectral_backward(shared_grad, kernels, None, need_spec, False, grads)
+    if need_spec and grads['spec'] is None:   # an empty batch
+        grads['spec'] = torch.zeros(spectrum.shape, device=spectrum.device)
     finish_spectrum_grad(kernels, grads)
     for key, ref in (('x', x), ('spec', spectrum), ('kernel', kernel_att), ('feat', local_feat), ('lw', local_weight),
                      ('pos', pos_att), ('in', in_att), ('out', out_att)):

@@ -251,8 +251,8 @@ def _backward(grad_y, x, weight, routing, spatial_att, in_att, out_att, bias, s,
             del dm
         del d
     grads[0] = gx
-    if gw is not None:
-        grads[1] = gw.view(weight.shape).to(weight.dtype)   # (a fresh tensor, not a view: autograd can keep it)
+    if need_w:   # (a fresh tensor, not a view: autograd can keep it); zero for an empty batch
+        grads[1] = weight.new_zeros(weight.shape) if gw is None else gw.view(weight.shape).to(weight.dtype)
     for index, key, ref in ((2, 'r', routing), (3, 'pos', spatial_att), (4, 'in', in_att), (5, 'out', out_att)):
         if key in small:
             grads[index] = small[key].view(ref.shape).to(ref.dtype)

@@ -175,7 +175,7 @@ def test_bad_arguments_name_the_argument():
         DySample(8, 2, style='pl')
     with pytest.raises(ValueError, match='dysample: scale_factor'):
         DySample(8, 1)
-    with pytest.raises(ValueError, match=r'expected input \(B, 8, H, W\)'):
+    with pytest.raises(ValueError, match=r'input must be \(B, 8, H, W\)'):
         DySample(8, 2)(torch.randn(1, 4, 3, 3))
 
 

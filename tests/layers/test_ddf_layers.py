@@ -237,7 +237,7 @@ def test_ddf_up_bad_arguments(kwargs, match):
 
 
 def test_wrong_input_channels():
-    with pytest.raises(ValueError, match=r'expected input \(B, 8, H, W\)'):
+    with pytest.raises(ValueError, match=r'input must be \(B, 8, H, W\)'):
         DDFConv(8, 8)(torch.randn(1, 4, 5, 5))
-    with pytest.raises(ValueError, match=r'expected input \(B, 8, H, W\)'):
+    with pytest.raises(ValueError, match=r'input must be \(B, 8, H, W\)'):
         DDFUpsample(8)(torch.randn(1, 4, 5, 5))

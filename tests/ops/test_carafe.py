@@ -44,6 +44,14 @@ def test_carafe_matches_unfold_oracle(b, c, h, w, k, group, s):
     _close(gx_only, rx, 1e-12)
 
 
+def test_carafe_empty_batch():
+    x, mask = inputs(0, 4, 3, 5, 3, 2, 2)
+    out = carafe(x, mask, 3, 2, 2)
+    assert out.shape == (0, 4, 6, 10)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and mask.grad.shape == mask.shape
+
+
 @pytest.mark.parametrize('dtype,tol', [(torch.float32, 1e-5), (torch.bfloat16, 2e-2), (torch.float16, 2e-3)])
 def test_carafe_low_precision(dtype, tol):
     x, mask = inputs(2, 8, 6, 5, 5, 2, 2, dtype=dtype)

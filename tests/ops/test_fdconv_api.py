@@ -62,6 +62,19 @@ def test_torch_compile_fullgraph():
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize('fold', [True, False])
+def test_empty_batch(fold):
+    """B = 0: a (0, Co, Ho, Wo) output; zero gradients for the spectrum, the local weight and the bias."""
+    tensors, scale = _inputs(b=0)
+    y = fdconv_dynamic_conv(*tensors[:2], tensors[2], scale, *tensors[3:], stride=2, padding=1, fold=fold,
+                            backend='reference')
+    assert y.shape == (0, 6, 3, 4)
+    y.sum().backward()
+    for t in tensors:
+        if t.requires_grad:
+            assert t.grad.shape == t.shape and not t.grad.any()
+
+
 def test_band_index_values_are_checked():
     tensors, scale = _inputs(n=4)
     tensors = list(tensors)

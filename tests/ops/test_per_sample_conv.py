@@ -121,6 +121,22 @@ def test_mixture_matches_oracle_values_and_gradients(case, chunk, monkeypatch):
         _close(grads_straight[key], grads_ref[key], 1e-11)
 
 
+@pytest.mark.parametrize('case', CASES[:3])
+def test_mixture_empty_batch(case):
+    """B = 0 (an mmdet mask head without positive RoIs): a (0, Co, Ho, Wo) output, zero gradients for the shared
+    tensors (experts, static bias), empty ones for the per-sample tensors."""
+    _, ci, co, k, e, h, w, groups, stride, padding, dilation, attentions, bias = case
+    tensors = mixture_inputs(0, ci, co, k, e, h, w, groups, attentions, bias)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y, grads = run(kernel_mixture_conv, tensors, **kwargs)
+    y_ref, _ = run(kernel_mixture_conv_reference, mixture_inputs(1, ci, co, k, e, h, w, groups, attentions, bias),
+                   **kwargs)
+    assert y.shape == (0, *y_ref.shape[1:])
+    for key, t in tensors.items():
+        if t is not None:
+            assert grads[key].shape == t.shape and not grads[key].any(), key
+
+
 def test_mixture_float32_and_partial_gradients():
     tensors = mixture_inputs(3, 4, 6, (3, 3), 4, 9, 7, 2, dtype=torch.float32)
     tensors['weight'].requires_grad_()
