@@ -42,7 +42,7 @@ case "$STACK" in
 esac
 
 if [ ! -x "$VENV/bin/python" ]; then
-    echo "[setup_env] creating virtual environment $VENV ($STACK stack)"
+    echo "[setup_env] $(date +%T) creating virtual environment $VENV ($STACK stack)"
     "${PYTHON:-python3}" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
@@ -55,23 +55,23 @@ sys.exit(0 if not sys.argv[2] or getattr(m, '__version__', '').split('+')[0] == 
 PYEOF
 }
 
-has torch "$TORCH" || { echo "[setup_env] torch $TORCH"; pipi "torch==$TORCH"; }
+has torch "$TORCH" || { echo "[setup_env] $(date +%T) torch $TORCH"; pipi "torch==$TORCH"; }
 if [ "$STACK" = floor ]; then
     # torch 2.1.2 from the registry is a CUDA build (with triton 2.1.0) that runs on the CPU; mmcv-lite is the
     # pure-Python mmcv (build_conv_layer / build_upsample_layer), enough for the op and layer tests.
     if ! has mmengine "${ENGINE[1]}" || ! has mmcv "${MMCV[1]}" || ! has pytest '' \
             || ! "$PY" -c "import pytest_timeout" >/dev/null 2>&1; then
-        echo "[setup_env] mmengine, mmcv-lite, pytest (torch floor)"
+        echo "[setup_env] $(date +%T) mmengine, mmcv-lite, pytest (torch floor)"
         pipi "mmengine==${ENGINE[1]}" "mmcv-lite==${MMCV[1]}" -r "$ROOT/requirements/tests.txt"
     fi
-    echo "[setup_env] ready: $VENV ($STACK stack)"
+    echo "[setup_env] $(date +%T) ready: $VENV ($STACK stack)"
     exit 0
 fi
 "$PY" -c "import pkg_resources, wheel, ninja" >/dev/null 2>&1 \
-    || { echo "[setup_env] $SETUPTOOLS, wheel, ninja"; pipi "$SETUPTOOLS" wheel ninja "packaging>=24.2"; }
-has mmengine "${ENGINE[1]}" || { echo "[setup_env] ${ENGINE[0]}"; pipi "${ENGINE[0]}==${ENGINE[1]}"; }
+    || { echo "[setup_env] $(date +%T) $SETUPTOOLS, wheel, ninja"; pipi "$SETUPTOOLS" wheel ninja "packaging>=24.2"; }
+has mmengine "${ENGINE[1]}" || { echo "[setup_env] $(date +%T) ${ENGINE[0]}"; pipi "${ENGINE[0]}==${ENGINE[1]}"; }
 if ! has mmcv "${MMCV[1]}" || ! "$PY" -c "import mmcv.ops" >/dev/null 2>&1; then
-    echo "[setup_env] ${MMCV[0]} ${MMCV[1]} with ops (compiled from source: ~8-10 min on 2 cores the first time)"
+    echo "[setup_env] $(date +%T) ${MMCV[0]} ${MMCV[1]} with ops (compiled from source: ~8-10 min on 2 cores the first time)"
     # pip caches the built wheel by source, not by the torch it was compiled against: one wheel cache per torch
     # version, or a second stack would reuse a wheel whose _ext does not load (undefined symbols). A copy already
     # installed without working ops (such a wheel, or mmcv-lite's files) is replaced.
@@ -83,11 +83,11 @@ if ! has mmdet "$DET" || ! has mmseg "$SEG" || ! has triton "$TRITON" || ! has p
         || ! "$PY" -c "import ftfy, regex, pycocotools, mim, matplotlib, pytest_timeout" >/dev/null 2>&1 \
         || ! "$PY" -c "import onnx, onnxruntime, onnxscript" >/dev/null 2>&1 \
         || ! "$PY" -m ruff --version >/dev/null 2>&1; then
-    echo "[setup_env] mmdet $DET, mmseg $SEG, mim, triton, test tools, ONNX export tools"
+    echo "[setup_env] $(date +%T) mmdet $DET, mmseg $SEG, mim, triton, test tools, ONNX export tools"
     pipi -r "$STACK_REQ" -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/deploy.txt"
 fi
 if ! (cd / && "$PY" -c "import mmdynconv, os, sys; sys.exit(os.path.dirname(os.path.dirname(mmdynconv.__file__)) != sys.argv[1])" "$ROOT") >/dev/null 2>&1; then
-    echo "[setup_env] mmdynconv (editable)"
+    echo "[setup_env] $(date +%T) mmdynconv (editable)"
     pipi --no-build-isolation --no-deps -e "$ROOT"
 fi
-echo "[setup_env] ready: $VENV ($STACK stack)"
+echo "[setup_env] $(date +%T) ready: $VENV ($STACK stack)"
