@@ -27,6 +27,8 @@ from typing import Callable, Optional
 
 import torch
 
+from ..ops.compat import event_start_ns
+
 MIB = 2 ** 20
 
 
@@ -112,7 +114,7 @@ def peak_mib(step, device):
     activities = [torch.profiler.ProfilerActivity.CPU]
     with _quiet_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
         step()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+    events = sorted((event_start_ns(e), e.nbytes()) for e in prof.profiler.kineto_results.events()
                     if e.name() == '[memory]')
     current = peak = 0
     for _, nbytes in events:

@@ -8,6 +8,7 @@
 - :func:`is_compiling` / :func:`fake_mode_active`: whether a ``torch.compile`` / ``torch.export`` trace is running.
 - :func:`autocast_dtype`: the autocast dtype of a device type, or None (``torch.get_autocast_dtype(device)`` from
   torch 2.4, the per-device functions before).
+- :func:`event_start_ns`: a profiler event's start in ns (``start_ns`` from torch 2.2, ``start_us`` before).
 - :func:`add_safe_globals`: allow-list globals for ``torch.load(weights_only=True)`` (torch ≥ 2.4; older torch loads
   with ``weights_only=False`` by default, so nothing is needed there).
 
@@ -24,7 +25,7 @@ CUSTOM_OP_REASON = ('' if HAS_CUSTOM_OP else
                     'torch.export need torch >= 2.4')
 
 __all__ = ['TORCH_VERSION', 'MIN_TORCH', 'HAS_CUSTOM_OP', 'CUSTOM_OP_REASON', 'custom_op', 'is_compiling',
-           'fake_mode_active', 'add_safe_globals', 'autocast_dtype']
+           'fake_mode_active', 'add_safe_globals', 'autocast_dtype', 'event_start_ns']
 
 
 class _FunctionOp:
@@ -107,3 +108,8 @@ def autocast_dtype(device_type: str):
     if device_type == 'cpu':
         return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
     return None
+
+
+def event_start_ns(event) -> int:
+    """Start time in ns of a ``torch.profiler`` Kineto event."""
+    return event.start_ns() if hasattr(event, 'start_ns') else int(event.start_us() * 1000)

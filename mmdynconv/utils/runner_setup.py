@@ -1,4 +1,5 @@
 """Runner set-up shared by ``tools/train.py`` and ``tools/test.py``."""
+import importlib
 import os
 import os.path as osp
 
@@ -119,12 +120,15 @@ def allow_runner_checkpoints():
     Besides tensors, Runner checkpoints pickle the message hub: ``HistoryBuffer`` objects (whose statistics
     methods are stored as ``getattr(buffer, 'mean')``) and numpy scalars and arrays. Allow-listing exactly those
     globals keeps the weights-only unpickler (which still refuses to *call* anything not allow-listed), instead of
-    the blanket ``weights_only=False`` / ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``.
+    the blanket ``weights_only=False`` / ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``. Nothing to do on torch < 2.4, which
+    has no allow-list (and loads with ``weights_only=False`` by default).
     """
     import numpy as np
     from mmengine.logging import HistoryBuffer
 
-    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    # numpy 2 moved numpy.core to numpy._core (numpy 1.26 has a numpy._core stub without multiarray)
+    numpy_2 = int(np.__version__.split('.')[0]) >= 2
+    multiarray = importlib.import_module('numpy._core.multiarray' if numpy_2 else 'numpy.core.multiarray')
     dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
                                           np.int8, np.uint8, np.bool_)]
     add_safe_globals([HistoryBuffer, getattr, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]

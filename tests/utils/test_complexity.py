@@ -9,12 +9,15 @@ from math import prod
 
 import pytest
 import torch
+from torch_support import needs_custom_ops
 
 import mmdynconv  # noqa: F401
 from mmdynconv.layers import DDFConv, DDFUpsample, FDConv
+from mmdynconv.utils import complexity
 from mmdynconv.utils.complexity import flop_analyzer
 
 
+@needs_custom_ops
 @pytest.mark.parametrize('c,k,stride,heads', [(16, 3, 1, 1), (32, 5, 2, 2)])
 def test_ddf_conv_flops_formula(c, k, stride, heads):
     h, w = 20, 15
@@ -29,6 +32,7 @@ def test_ddf_conv_flops_formula(c, k, stride, heads):
         assert ops['ddf'] + c * 9 * h * w == 27 * c * h * w
 
 
+@needs_custom_ops
 def test_ddf_up_flops_formula():
     c, k, s, h, w = 16, 3, 2, 8, 6
     mid, n = max(int(c * 0.2), 1), s * s
@@ -44,6 +48,7 @@ def fft(n):
     return 2.5 * n * math.log2(n)
 
 
+@needs_custom_ops
 @pytest.mark.parametrize('ci,co,k,n,hw', [(24, 32, 3, 8, (10, 12)), (20, 40, 1, 4, (5, 7)), (24, 24, 1, 1, (4, 4))])
 def test_fdconv_flops_formula(ci, co, k, n, hw):
     b, (h, w) = 2, hw
@@ -68,6 +73,7 @@ def test_fdconv_flops_formula(ci, co, k, n, hw):
     assert set(ops) == expected
 
 
+@needs_custom_ops
 def test_fdconv_layers_in_sequence():
     """Two FBM layers of one size in one model trace (FBM's cached bases once broke the JIT trace)."""
     layers = torch.nn.Sequential(FDConv(24, 24, 3, padding=1, kernel_num=4), FDConv(24, 24, 3, padding=1, kernel_num=4))
@@ -75,12 +81,14 @@ def test_fdconv_layers_in_sequence():
     assert ops['frequency_band_mix'] == 2 * int(24 * (4 * fft(64) + 3 * 64))
 
 
+@needs_custom_ops
 def test_fdconv_fallback_is_a_plain_conv():
     layer = FDConv(3, 16, 3, padding=1)                            # min(Ci, Co) <= 16: plain conv
     ops = flop_analyzer(layer, (torch.randn(1, 3, 8, 8),)).by_operator()
     assert dict(ops) == {'conv': 16 * 3 * 9 * 64}
 
 
+@needs_custom_ops
 @pytest.mark.parametrize('name,attentions', [('CondConv', 0), ('DYConv', 0), ('ODConv', 3)])
 def test_kernel_mixture_baselines_flops_formula(name, attentions):
     from mmengine.registry import MODELS
@@ -94,6 +102,7 @@ def test_kernel_mixture_baselines_flops_formula(name, attentions):
         assert ops['linear'] == b * 16 * experts                     # routing fc
 
 
+@needs_custom_ops
 def test_upsampler_baselines_flops_formula():
     from mmengine.registry import MODELS
     b, c, h, w = 1, 16, 6, 5
@@ -105,6 +114,7 @@ def test_upsampler_baselines_flops_formula():
     assert ops['grid_sampler'] == 4 * b * c * 2 * h * 2 * w           # bilinear: 4 per output element
 
 
+@needs_custom_ops
 def test_every_comparison_row_has_a_loadable_config():
     """The FLOPs table's configs parse, the one-change variants with their override applied."""
     import os.path as osp
@@ -114,3 +124,9 @@ def test_every_comparison_row_has_a_loadable_config():
     for _, config, *_ in COMPARISON:
         assert _load_config(config, root).model.type
     assert _load_config(DYCONV, root).model.backbone.block_conv_cfg == dict(type='DYConv', num_kernels=4)
+
+
+def test_flop_counting_on_an_older_torch_says_what_it_needs(monkeypatch):
+    monkeypatch.setattr(complexity, 'HAS_CUSTOM_OP', False)
+    with pytest.raises(RuntimeError, match='custom-op nodes'):
+        flop_analyzer(DDFConv(4, 4, 3).eval(), (torch.randn(1, 4, 5, 5),))
