@@ -16,7 +16,8 @@ class Benchmark:
     finish: Optional[Callable] = None
 
 
-MODULES = {'ddf': 'cases_ddf', 'ddf_up': 'cases_ddf_up', 'convs': 'cases_convs', 'bandwidth': 'cases_bandwidth'}
+MODULES = {'ddf': 'cases_ddf', 'ddf_up': 'cases_ddf_up', 'convs': 'cases_convs', 'bandwidth': 'cases_bandwidth',
+           'fdconv_sizes': 'cases_fdconv_sizes'}
 
 
 def get_benchmark(name):

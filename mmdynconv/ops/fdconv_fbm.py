@@ -25,10 +25,15 @@ rebuilds — exactly the FFT-mask operator, with GEMMs instead of 1 + M full-siz
 ``x' = A_1 x + Σ_m (A_{m+1} − A_m) L_m x`` (A_{M+1} = 1); the input gradient projects the M weighted gradients, maps
 and adds their coefficient blocks, and rebuilds once. All of it runs in fp32, also under autocast; the result has
 x's dtype.
+
+An FFT path (:class:`_FrequencyBandMixFFT`) computes the same operator with the masked FFTs themselves, cheaper at
+large maps; :func:`choose_path` picks one per input size and device by a measured cost model, and
+``path=`` / ``MMDYNCONV_FBM_PATH`` force either (docs/fdconv.md, "FBM: GEMM or FFT, chosen by cost").
 """
 import contextlib
 import functools
 import math
+import os
 
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
@@ -232,7 +237,7 @@ def _weights(att32, m):
     return nxt - att32[:, m:m + 1]
 
 
-class _FrequencyBandMix(torch.autograd.Function):
+class _FrequencyBandMixGemm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, att, cutoffs, mask_mode):
@@ -276,8 +281,152 @@ class _FrequencyBandMix(torch.autograd.Function):
         return grad_x, grad_att, None, None
 
 
-def frequency_band_mix(x: torch.Tensor, att: torch.Tensor, cutoffs=CUTOFFS, mask_mode: str = 'release'
-                       ) -> torch.Tensor:
+# ------------------------------------------------------------------------------------------------------ FFT path
+def _build_fft_masks(h, w, cutoffs, mask_mode, device):
+    """The masks cropped to the rfft columns the widest band reaches: (M, H, n_cols) float32 on ``device``."""
+    masks = _build_masks(h, w, cutoffs, mask_mode)
+    n_cols = max(_max_frequency(m[0, :], w, False) for m in masks) + 1
+    return masks[:, :, :n_cols].contiguous().to(device)
+
+
+_cached_fft_masks = functools.lru_cache(maxsize=256)(_build_fft_masks)
+
+
+def _fft_masks(h, w, cutoffs, mask_mode, device):
+    """:func:`_build_fft_masks`, cached per size and device except while torch.compile / torch.export trace."""
+    if not _tracing():
+        return _cached_fft_masks(h, w, cutoffs, mask_mode, device)
+    with _real_tensors():
+        masks = _build_fft_masks(h, w, cutoffs, mask_mode, 'cpu')
+    return masks.to(device)
+
+
+def _spectrum(x32, n_cols):
+    """``rfft2(x, norm='ortho')`` restricted to its first ``n_cols`` columns: the rfft along W, the columns no band
+    passes dropped, then the fft along H of the rest (the same values as rfft2's, computed for fewer columns)."""
+    rows = torch.fft.rfft(x32, dim=-1, norm='ortho')[..., :n_cols]
+    return torch.fft.fft(rows, dim=-2, norm='ortho')
+
+
+def _inverse(spectrum, width):
+    """``irfft2(spectrum, s=(H, width), norm='ortho')`` of a spectrum given on its first columns (the rest zero).
+
+    The zero columns are written explicitly: torch's own padding (``irfft`` of a shorter input with ``n=width``)
+    took twice as long as the transform on the CPU."""
+    rows = torch.fft.ifft(spectrum, dim=-2, norm='ortho')
+    n_cols = width // 2 + 1
+    if rows.shape[-1] < n_cols:
+        padded = rows.new_zeros(*rows.shape[:-1], n_cols)
+        padded[..., :rows.shape[-1]] = rows
+        rows = padded
+    return torch.fft.irfft(rows, n=width, dim=-1, norm='ortho')
+
+
+class _FrequencyBandMixFFT(torch.autograd.Function):
+    """The masked FFTs themselves: one rfft2 of x, and per band the masked spectrum's irfft2, both restricted to the
+    rfft columns the widest band passes. Saves x, att and that cropped spectrum (about half of x's size at the 1/4
+    cut-off) — not the M full-size low-passes: the backward recomputes them for att's gradient, and gets x's gradient
+    from M forward transforms of the weighted gradients, masked and summed in the frequency domain, and one inverse
+    (each L_m is self-adjoint, see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, x, att, cutoffs, mask_mode):
+        with torch.autocast(x.device.type, enabled=False):
+            x32, att32 = x.float(), att.float()
+            h, w = x.shape[-2:]
+            masks = _fft_masks(h, w, cutoffs, mask_mode, x.device)
+            spectrum = _spectrum(x32, masks.shape[-1])
+            out = x32 * att32[:, :1]
+            for m in range(masks.shape[0]):
+                out.addcmul_(_inverse(spectrum * masks[m], w), _weights(att32, m))
+        ctx.save_for_backward(x, att, spectrum)
+        ctx.plan = (cutoffs, mask_mode)
+        return out.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, att, spectrum = ctx.saved_tensors
+        grad_x = grad_att = None
+        with torch.autocast(x.device.type, enabled=False):
+            grad, att32 = grad.float(), att.float()
+            h, w = x.shape[-2:]
+            masks = _fft_masks(h, w, *ctx.plan, x.device)
+            n_cols = masks.shape[-1]
+            if ctx.needs_input_grad[1]:
+                grad_att = torch.empty_like(att32)
+                previous = x.float()
+                for m in range(masks.shape[0]):
+                    low = _inverse(spectrum * masks[m], w)
+                    grad_att[:, m] = (previous - low).mul_(grad).sum(1)
+                    previous = low
+                del previous, low
+                grad_att = grad_att.to(att.dtype)
+            if ctx.needs_input_grad[0]:
+                total = None
+                for m in range(masks.shape[0]):
+                    band = _spectrum(grad * _weights(att32, m), n_cols).mul_(masks[m])
+                    total = band if total is None else total.add_(band)
+                grad_x = _inverse(total, w)
+                grad_x.addcmul_(grad, att32[:, :1])
+                grad_x = grad_x.to(x.dtype)
+        return grad_x, grad_att, None, None
+
+
+# ------------------------------------------------------------------------------------------------- path choice
+PATHS = ('auto', 'fft', 'gemm')
+PATH_ENV = 'MMDYNCONV_FBM_PATH'
+# Cost model (see :func:`choose_path`): the FFT path is taken when fbm_cost_ratio(H, W) >= FFT_CROSSOVER[device type].
+# CPU: measured with tools/fbm_crossover.py (docs/fdconv.md); CUDA: not measured (no GPU run yet), the CPU value.
+FFT_CROSSOVER = {'cpu': 6.0}
+_DEFAULT_CROSSOVER = 'cpu'
+
+
+@functools.lru_cache(maxsize=256)
+def _widest_basis(h, w, cutoffs, mask_mode):
+    masks = _build_masks(h, w, cutoffs, mask_mode)
+    kh = max(_max_frequency(m[:, 0], h, True) for m in masks)
+    kw = max(_max_frequency(m[0, :], w, False) for m in masks)
+    return _basis_width(h, kh), _basis_width(w, kw)
+
+
+def fbm_cost_ratio(height: int, width: int, cutoffs=CUTOFFS, mask_mode: str = 'release') -> float:
+    """ρ = (r_H + r_W) / log2(H·W): per image and channel the GEMM path's work grows as H·W·(r_H + r_W) (r_H, r_W:
+    the widths of the widest band's row and column bases, about H/2 and W/2 at the 1/4 cut-off), the FFT path's as
+    H·W·log2(H·W); ρ is their ratio up to each path's constant, which the measured crossover absorbs."""
+    key = (int(height), int(width), tuple(float(c) for c in cutoffs), mask_mode)
+    with (_real_tensors() if _tracing() else contextlib.nullcontext()):  # plain ints, cached; never traced masks
+        r_h, r_w = _widest_basis(*key)
+    return (r_h + r_w) / math.log2(max(int(height) * int(width), 2))
+
+
+def choose_path(height: int, width: int, cutoffs=CUTOFFS, mask_mode: str = 'release', device='cpu',
+                path=None) -> str:
+    """``'fft'`` or ``'gemm'``: the path :func:`frequency_band_mix` takes for an H×W input on ``device``.
+
+    ``path`` (``'auto'``, ``'fft'``, ``'gemm'``; None: the environment variable ``MMDYNCONV_FBM_PATH``, default
+    ``'auto'``) forces a path; ``'auto'`` takes the FFT path when :func:`fbm_cost_ratio` reaches the device type's
+    :data:`FFT_CROSSOVER` (device types without a measurement use the CPU's)."""
+    path = _resolve_path(path)
+    if path != 'auto':
+        return path
+    device_type = torch.device(device).type
+    crossover = FFT_CROSSOVER.get(device_type, FFT_CROSSOVER[_DEFAULT_CROSSOVER])
+    return 'fft' if fbm_cost_ratio(height, width, cutoffs, mask_mode) >= crossover else 'gemm'
+
+
+def _resolve_path(path):
+    if path is None:
+        path = os.environ.get(PATH_ENV, '') or 'auto'
+        if path not in PATHS:
+            raise ValueError(f'frequency_band_mix: environment variable {PATH_ENV} must be one of {PATHS} '
+                             f'(or unset), got {path!r}')
+    elif path not in PATHS:
+        raise ValueError(f'frequency_band_mix: path must be one of {PATHS} or None, got {path!r}')
+    return path
+
+
+def frequency_band_mix(x: torch.Tensor, att: torch.Tensor, cutoffs=CUTOFFS, mask_mode: str = 'release',
+                       path=None) -> torch.Tensor:
     """Re-weight the frequency bands of x per pixel: ``Σ_m att[:, m] ⊙ B_m(x) + low(x)``.
 
     Args:
@@ -285,12 +434,17 @@ def frequency_band_mix(x: torch.Tensor, att: torch.Tensor, cutoffs=CUTOFFS, mask
         att: (B, M, H, W) band modulation maps, M = len(cutoffs) (1 everywhere = identity).
         cutoffs: strictly decreasing low-pass cut-offs in cycles/pixel, each in (0, 1/2).
         mask_mode: ``'release'`` (the authors' size-dependent masks) or ``'symmetric'`` (see the module docstring).
+        path: ``'fft'`` or ``'gemm'`` forces an algorithm (both compute the same operator to fp32 rounding);
+            ``'auto'`` picks by cost (:func:`choose_path`); None (default) reads ``MMDYNCONV_FBM_PATH``, else auto.
 
     Returns:
         (B, C, H, W) in x's dtype.
     """
     _check(x, att, cutoffs, mask_mode)
-    return _FrequencyBandMix.apply(x, att, tuple(float(c) for c in cutoffs), mask_mode)
+    cutoffs = tuple(float(c) for c in cutoffs)
+    if choose_path(x.shape[-2], x.shape[-1], cutoffs, mask_mode, x.device, path) == 'fft':
+        return _FrequencyBandMixFFT.apply(x, att, cutoffs, mask_mode)
+    return _FrequencyBandMixGemm.apply(x, att, cutoffs, mask_mode)
 
 
 def _check_mask_mode(mask_mode, op):

@@ -1,0 +1,80 @@
+"""FDConv at the feature-map sizes users train at, against a plain conv of the same shape, same run.
+
+Shape sets (the 3×3 convs of ResNet-50's four stages, stride 1, where FBM runs):
+
+- ``det``: mmdet's 800×1216 input, batch 2: 64→64 at 200×304, 128→128 at 100×152, 256→256 at 50×76,
+  512→512 at 25×38;
+- ``seg``: mmseg's UPerNet 512×512 input, batch 4 (strides 1, 2, 2, 2, no dilation): 64→64 at 128×128,
+  128→128 at 64×64, 256→256 at 32×32, 512→512 at 16×16.
+
+Methods: ``plain`` (``nn.Conv2d``), ``fdconv`` (``FDConv.forward``, default options, 64 bands, training mode, the
+automatic backend and FBM path) and, on CUDA, ``fdconv_torch`` (``backend='reference'``, no Triton kernels). The
+oracle and the other dynamic convolutions are not run at these sizes (the ``convs`` benchmark compares them at small
+maps). The FBM path can be forced for the whole run with ``MMDYNCONV_FBM_PATH=gemm|fft``.
+"""
+import torch
+from torch import nn
+
+from .common import module_case, registered
+from .harness import Case
+from .registry import Benchmark
+
+# set, name, Ci, Co, k, H, W, batch
+FULL_SHAPES = [
+    ('det', 'r50-s1-conv2', 64, 64, 3, 200, 304, 2), ('det', 'r50-s2-conv2', 128, 128, 3, 100, 152, 2),
+    ('det', 'r50-s3-conv2', 256, 256, 3, 50, 76, 2), ('det', 'r50-s4-conv2', 512, 512, 3, 25, 38, 2),
+    ('seg', 'r50-s1-conv2', 64, 64, 3, 128, 128, 4), ('seg', 'r50-s2-conv2', 128, 128, 3, 64, 64, 4),
+    ('seg', 'r50-s3-conv2', 256, 256, 3, 32, 32, 4), ('seg', 'r50-s4-conv2', 512, 512, 3, 16, 16, 4),
+]
+SMALL_SHAPES = [('det', 'tiny-3x3', 16, 16, 3, 20, 30, 2), ('seg', 'tiny-3x3', 16, 16, 3, 16, 16, 2)]
+SMALL_KERNEL_NUM = 8
+METHODS = ('plain', 'fdconv', 'fdconv_torch')
+
+
+def shapes(settings):
+    return SMALL_SHAPES if settings.shapes == 'small' else FULL_SHAPES
+
+
+def builder(method, shape, settings):
+    _, _, ci, co, k, h, w, b = shape
+    device = settings.device
+
+    def build():
+        torch.manual_seed(0)
+        conv_args = dict(in_channels=ci, out_channels=co, kernel_size=k, padding=k // 2, bias=False)
+        x = torch.randn(b, ci, h, w, device=device, requires_grad=True)
+        if method == 'plain':
+            return module_case(nn.Conv2d(**conv_args).to(device), x)
+        from ..layers import FDConv
+        extra = dict(kernel_num=SMALL_KERNEL_NUM) if settings.shapes == 'small' else {}
+        backend = 'reference' if method == 'fdconv_torch' else None
+        return module_case(FDConv(**conv_args, **extra, backend=backend).to(device).train(), x)
+    return build
+
+
+def skip_reason(method, settings):
+    if method == 'fdconv_torch' and not settings.cuda:
+        return 'same as fdconv on CPU'
+    return registered('FDConv') if method.startswith('fdconv') else ''
+
+
+def cases(settings):
+    notes = {m: skip_reason(m, settings) for m in METHODS}
+    for dtype_name in settings.dtypes:
+        if dtype_name != 'float32':
+            print(f'fdconv_sizes: measured in float32 only (skipping {dtype_name})')
+            continue
+        for shape in shapes(settings):
+            shape_set, name, ci, co, k, h, w, b = shape
+            params = dict(set=shape_set, layer=name, B=b, Ci=ci, Co=co, k=k, HW=f'{h}×{w}')
+            for method in METHODS:
+                yield Case(f'{shape_set}-{name}', method, builder(method, shape, settings), skip=notes[method],
+                           params=params)
+
+
+BENCHMARK = Benchmark(
+    name='fdconv_sizes', title='FDConv at training resolutions', cases=cases, baselines=('plain',),
+    description='Forward+backward time (gradients of the input and all parameters) and peak memory of FDConv '
+                '(default options, 64 bands, training mode, float32) beside a plain conv of the same shape at the '
+                "3×3 convs of ResNet-50's stages: `det` under mmdet's 800×1216 input, batch 2; `seg` under a "
+                '512×512 UPerNet input, batch 4. Ratios to the plain conv.')
