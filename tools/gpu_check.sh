@@ -53,6 +53,12 @@ if [ -n "$WHEELS" ]; then
     export PYTHONPATH="$OUT/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$ROOT:$ROOT/tests${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# The check is about the Triton kernels: refuse up front where they cannot run (no or too old a triton).
+if ! REASON=$("$PY" -c 'import sys; from mmdynconv.ops.backend import triton_unusable_reason as r; m = r()
+print(m or ""); sys.exit(1 if m else 0)'); then
+    echo "gpu_check: the Triton kernels cannot run in this environment: $REASON" >&2
+    exit 2
+fi
 
 if [ "$MODE" = "gpu" ]; then
     unset TRITON_INTERPRET
