@@ -376,9 +376,9 @@ class _FrequencyBandMixFFT(torch.autograd.Function):
 PATHS = ('auto', 'fft', 'gemm')
 PATH_ENV = 'MMDYNCONV_FBM_PATH'
 # Cost model (see :func:`choose_path`): the FFT path is taken when fbm_cost_ratio(H, W) >= FFT_CROSSOVER[device type].
-# CPU: measured with tools/fbm_crossover.py (docs/fdconv.md); CUDA: not measured (no GPU run yet), the CPU value.
+# CPU: measured with tools/fbm_crossover.py (docs/fdconv.md). Device types without a measurement (CUDA: no GPU run
+# yet) keep the GEMM path, the one the kernels and the release parity were established with.
 FFT_CROSSOVER = {'cpu': 6.0}
-_DEFAULT_CROSSOVER = 'cpu'
 
 
 @functools.lru_cache(maxsize=256)
@@ -405,12 +405,12 @@ def choose_path(height: int, width: int, cutoffs=CUTOFFS, mask_mode: str = 'rele
 
     ``path`` (``'auto'``, ``'fft'``, ``'gemm'``; None: the environment variable ``MMDYNCONV_FBM_PATH``, default
     ``'auto'``) forces a path; ``'auto'`` takes the FFT path when :func:`fbm_cost_ratio` reaches the device type's
-    :data:`FFT_CROSSOVER` (device types without a measurement use the CPU's)."""
+    :data:`FFT_CROSSOVER` (device types without a measurement take the GEMM path)."""
     path = _resolve_path(path)
     if path != 'auto':
         return path
     device_type = torch.device(device).type
-    crossover = FFT_CROSSOVER.get(device_type, FFT_CROSSOVER[_DEFAULT_CROSSOVER])
+    crossover = FFT_CROSSOVER.get(device_type, math.inf)
     return 'fft' if fbm_cost_ratio(height, width, cutoffs, mask_mode) >= crossover else 'gemm'
 
 

@@ -133,8 +133,9 @@ def test_bad_path_values_are_rejected(monkeypatch):
 def test_cost_model_prefers_fft_for_large_maps(monkeypatch):
     assert fbm_cost_ratio(200, 304) > fbm_cost_ratio(100, 152) > fbm_cost_ratio(25, 38) > fbm_cost_ratio(8, 8)
     assert choose_path(200, 304, path='auto') == 'fft' and choose_path(8, 8, path='auto') == 'gemm'
-    # a device type without its own measurement uses the CPU's crossover; a lower crossover switches earlier
-    assert choose_path(200, 304, device='meta', path='auto') == 'fft'
+    # a device type without its own measurement (CUDA so far) keeps the GEMM path; a lower crossover switches earlier
+    assert choose_path(200, 304, device='meta', path='auto') == 'gemm'
+    assert choose_path(200, 304, device='meta', path='fft') == 'fft'
     monkeypatch.setitem(fdconv_fbm.FFT_CROSSOVER, 'cpu', 0.0)
     assert choose_path(8, 8, path='auto') == 'fft'
 
