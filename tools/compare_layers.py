@@ -1,4 +1,15 @@
-"""Compare the dynamic layers on the demo data under the papers' protocol and from scratch; write the tables.
+"""Compare the dynamic layers on your own mmdet / mmseg config, or (preset demo, the default) on the demo data.
+
+    python tools/compare_layers.py --config MY_CONFIG.py --out DIR [--variants FDConv,DDF-Up,...] [--seeds 0,1,2]
+        [--cfg-options k=v ...] [--metric NAME] [--launcher pytorch --gpus N] [--jobs J]
+
+With ``--config``: one config per variant, derived by the variant's one-change rule (mmdynconv/models/variants.py;
+``--variants`` defaults to every variant that applies, a named variant that does not apply is refused before anything
+runs), each trained with every seed; everything else identical. Writes ``results.csv``, ``table.md`` (metric and cost
+ratios to the plain model, costs measured in this invocation on this device) and ``cost.png`` into ``--out``.
+Finished runs are skipped, interrupted ones resume from their last checkpoint. See docs/comparison.md.
+
+Preset demo (no ``--config``, or ``--preset demo``):
 
     python tools/compare_layers.py --out work_dirs/compare            # the full comparison (resumable)
     python tools/compare_layers.py --out /tmp/cmp --quick             # pipeline check: one seed, a few iterations
@@ -11,6 +22,7 @@ schedule and seeds, from the pretrained backbone and from scratch. Writes ``resu
 skipped, so an interrupted comparison continues where it stopped. Protocol: :mod:`mmdynconv.comparison.protocol`.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 import time
@@ -28,6 +40,86 @@ from mmdynconv.comparison import (  # noqa: E402
 from mmdynconv.comparison.cells import INITS  # noqa: E402
 
 
+class DictAction(argparse.Action):
+    """``k=v`` pairs parsed like mmengine's DictAction (imported lazily: the demo preset does not need mmengine)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from mmengine.config import DictAction as MMDictAction
+        MMDictAction(self.option_strings, self.dest)(parser, namespace, values, option_string)
+
+
+def main_config(args):
+    """The comparison on ``--config`` (see the module docstring)."""
+    import json
+
+    from mmdynconv.comparison import config_report as report
+    from mmdynconv.comparison.config_runner import (
+        DEFAULT_METRICS,
+        ConfigRefused,
+        collect,
+        load_user_config,
+        plan_variants,
+        run_all,
+        run_key,
+        task_scope,
+    )
+    from mmdynconv.models.variants import CONFIG_VARIANTS
+    try:
+        cfg = load_user_config(args.config, args.cfg_options)
+        scope = task_scope(cfg)
+        models, refused = plan_variants(cfg, args.variants.split(',') if args.variants else None)
+    except ConfigRefused as e:
+        print(f'compare_layers.py: error: {e}', file=sys.stderr)
+        return 2
+    for msg in refused.values():
+        print(f'[compare] skipped: {msg}')
+    metric = args.metric or DEFAULT_METRICS[scope]
+    out = osp.abspath(args.out)
+    if args.dry_run:
+        for s in args.seeds:
+            for v in models:
+                done = osp.isfile(osp.join(out, run_key(v, s), 'result.json'))
+                print(('done  ' if done else 'to do ') + run_key(v, s))
+        return 0
+    os.makedirs(out, exist_ok=True)
+    cost_file = osp.join(out, 'cost.json')
+    start = time.time()
+    if not args.report:
+        if args.node_rank == 0:
+            import torch
+            torch.set_num_threads(args.threads)
+            from mmdynconv.comparison.cost import measure_costs
+            costs = measure_costs(cfg, models, args.cost_iters)
+            with open(cost_file, 'w') as f:
+                json.dump(costs, f, indent=1)
+        launch = dict(launcher=args.launcher, gpus=args.gpus, nnodes=args.nnodes, node_rank=args.node_rank,
+                      master_addr=args.master_addr, master_port=args.master_port)
+        run_all(cfg, models, args.seeds, out, metric, args.jobs, args.threads, launch)
+        if args.node_rank != 0:
+            return 0
+    if not osp.isfile(cost_file):
+        print(f'no cost measurement under {out} (run without --report first)')
+        return 1
+    with open(cost_file) as f:
+        costs = json.load(f)
+    results = collect(out, list(models), args.seeds)
+    if not results:
+        print(f'no finished runs under {out}')
+        return 1
+    report.write_csv(results, costs, osp.join(out, 'results.csv'))
+    layers = {n: CONFIG_VARIANTS[n].layer for n in models if n in CONFIG_VARIANTS}
+    layers['plain'] = 'the config as given'
+    table = report.markdown_table(results, costs, metric, list(models), layers, refused)
+    with open(osp.join(out, 'table.md'), 'w') as f:
+        f.write(table)
+    report.cost_plot(results, costs, metric, osp.join(out, 'cost.png'))
+    print(table)
+    print(f'[compare] {len(results)} runs; this invocation took {time.time() - start:.0f} s; '
+          f'wrote {osp.join(out, "results.csv")}, table.md, cost.png')
+    missing = len(models) * len(args.seeds) - len(results)
+    return 1 if missing else 0
+
+
 def _seeds(text):
     try:
         seeds = tuple(int(s) for s in text.split(','))
@@ -38,13 +130,31 @@ def _seeds(text):
     return seeds
 
 
+DEMO_ONLY = ('quick', 'tasks', 'det_seeds', 'seg_seeds')
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', default='work_dirs/compare', help='output folder (default: work_dirs/compare)')
+    p.add_argument('--config', default=None, help='an mmdet / mmseg config to compare the layers on')
+    p.add_argument('--preset', choices=['demo'], default=None, help='the demo comparison (default without --config)')
+    p.add_argument('--seeds', type=_seeds, default=(0,), help='--config: seeds of every variant (default 0)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                   help='--config: override config entries of every variant, e.g. train_cfg.max_iters=100')
+    p.add_argument('--metric', default=None, help='--config: primary metric (default coco/bbox_mAP for mmdet, mIoU '
+                   'for mmseg)')
+    p.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
+                   help='--config: pytorch runs every training under torch.distributed.run (mmengine launcher)')
+    p.add_argument('--gpus', type=int, default=1, help='--config --launcher pytorch: processes per run and node')
+    p.add_argument('--nnodes', type=int, default=1, help='--launcher pytorch: nodes (run this command on each)')
+    p.add_argument('--node-rank', type=int, default=0, help='--launcher pytorch: this node\'s rank')
+    p.add_argument('--master-addr', default='127.0.0.1', help='--launcher pytorch: address of node 0')
+    p.add_argument('--master-port', type=int, default=29500, help='--launcher pytorch: port (+ job slot)')
+    p.add_argument('--cost-iters', type=int, default=10, help='--config: timed iterations of each cost measurement')
     p.add_argument('--quick', action='store_true', help='tiny data, one seed, a few iterations (checks the pipeline)')
     p.add_argument('--tasks', default=None, help='comma-separated subset of det,seg (default: both)')
     p.add_argument('--variants', default=None, help='comma-separated variant names (plain is always included)')
-    p.add_argument('--inits', default=','.join(INITS), help=f'comma-separated subset of {",".join(INITS)}')
+    p.add_argument('--inits', default=None, help=f'comma-separated subset of {",".join(INITS)}')
     p.add_argument('--det-seeds', type=_seeds, default=None, help='detector seeds (default: the protocol\'s)')
     p.add_argument('--seg-seeds', type=_seeds, default=None, help='segmenter seeds (default: the protocol\'s)')
     p.add_argument('--jobs', type=int, default=1, help='training runs at a time (default 1)')
@@ -52,6 +162,24 @@ def parse_args(argv=None):
     p.add_argument('--dry-run', action='store_true', help='list the runs (done / to do) and exit')
     p.add_argument('--report', action='store_true', help='only write the tables from the finished runs')
     args = p.parse_args(argv)
+    if args.config is not None:
+        if args.preset is not None:
+            p.error(f'--preset {args.preset} and --config exclude each other: pass one')
+        given = [f'--{k.replace("_", "-")}' for k in DEMO_ONLY + ('inits',) if getattr(args, k) not in (None, False)]
+        if given:
+            p.error(f'{", ".join(given)}: options of the demo preset, not of --config (use --seeds, --cfg-options)')
+        if args.gpus < 1 or args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes or args.cost_iters < 1:
+            p.error(f'--gpus, --nnodes, --cost-iters must be >= 1 and 0 <= --node-rank < --nnodes, got --gpus '
+                    f'{args.gpus}, --nnodes {args.nnodes}, --node-rank {args.node_rank}, '
+                    f'--cost-iters {args.cost_iters}')
+        if args.launcher == 'none' and (args.gpus != 1 or args.nnodes != 1):
+            p.error(f'--gpus {args.gpus} / --nnodes {args.nnodes} need --launcher pytorch')
+    else:
+        bad = [o for o, v in (('--seeds', args.seeds != (0,)), ('--cfg-options', args.cfg_options),
+                              ('--metric', args.metric), ('--launcher', args.launcher != 'none')) if v]
+        if bad:
+            p.error(f'{", ".join(bad)}: options of --config, not of the demo preset (pass --config CONFIG)')
+    args.inits = args.inits or ','.join(INITS)
     if args.tasks is not None:
         args.tasks = tuple(args.tasks.split(','))
         if not args.tasks or not set(args.tasks) <= {'det', 'seg'}:
@@ -68,6 +196,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.config is not None:
+        return main_config(args)
     protocol = PROTOCOLS['quick' if args.quick else 'full'].with_seeds(args.det_seeds, args.seg_seeds, args.tasks)
     names = args.variants.split(',') if args.variants else None
     start = time.time()

@@ -89,9 +89,14 @@ def test_bad_backbone_arguments(kwargs, match):
         _build('mmdet', 'FDConvResNet', depth=50, base_channels=8, **kwargs)
 
 
-def test_basic_block_depth_is_rejected():
-    with pytest.raises(ValueError, match='not a plain nn.Conv2d'):
-        _build('mmdet', 'FDConvResNet', depth=18, base_channels=8)
+@pytest.mark.parametrize('scope,type_name', BACKBONES)
+def test_basic_block_depths_place_conv1_and_conv2(scope, type_name):
+    """ResNet-18/34: conv1 and conv2 of every BasicBlock (16 for depth 18) become FDConv; stem and shortcuts plain."""
+    net = _build(scope, type_name, depth=18, base_channels=8,
+                 fdconv_cfg=dict(type='FDConv', kernel_num=4, dynamic_min_channels=4))
+    fd = [n for n, m in net.named_modules() if isinstance(m, FDConv)]
+    assert len(fd) == 16 and all(n.startswith('layer') and n.rsplit('.', 1)[1] in ('conv1', 'conv2') for n in fd)
+    assert not any('downsample' in n for n in fd)
 
 
 @pytest.mark.parametrize('scope,type_name', [('mmdet', 'DynamicConvResNet'), ('mmseg', 'DynamicConvResNetV1c')])

@@ -1,17 +1,24 @@
 """A registered conv type in conv1, conv2 and conv3 of every ResNet bottleneck (the placement FDConv's, ODConv's and
-CondConv's papers use), shared by the mmdet and mmseg backbone variants."""
+CondConv's papers use) or conv1 and conv2 of every BasicBlock (ResNet-18/34: ODConv's and DY-Conv's ResNet-18
+placement), shared by the mmdet and mmseg backbone variants."""
 from mmcv.cnn import build_conv_layer
 from torch import nn
 
 from ...layers.kernel_spatial_modulation import ksm_norms_train
 
 BLOCK_CONVS = ('conv1', 'conv2', 'conv3')
+BASIC_BLOCK_CONVS = ('conv1', 'conv2')
+
+
+def block_conv_names(block):
+    """The convs of a residual block the placement replaces: conv1-3 of a Bottleneck, conv1-2 of a BasicBlock."""
+    return BLOCK_CONVS if hasattr(block, 'conv3') else BASIC_BLOCK_CONVS
 
 
 class BlockConvPlacementMixin:
     """Mixin for an OpenMMLab ``ResNet`` subclass: ``block_conv_cfg`` builds conv1, conv2 and conv3 of every
-    bottleneck of the enabled stages (through ``build_conv_layer``, with the plain conv's arguments); the stem and the
-    shortcut projections stay plain.
+    bottleneck (conv1 and conv2 of every BasicBlock, depths 18/34) of the enabled stages (through
+    ``build_conv_layer``, with the plain conv's arguments); the stem and the shortcut projections stay plain.
 
     In a frozen stage (``frozen_stages``) everything stays frozen except what a layer lists in its
     ``modulation_parameters()`` (FDConv: KSM and FBM, the published recipe); frozen stages are kept in eval mode by
@@ -30,12 +37,12 @@ class BlockConvPlacementMixin:
             if not enabled:
                 continue
             for index, block in enumerate(getattr(self, layer_name)):
-                for name in BLOCK_CONVS:
+                for name in block_conv_names(block):
                     conv = getattr(block, name, None)
                     if type(conv) is not nn.Conv2d:
                         raise ValueError(f'{layer_name}.{index}.{name} is {type(conv).__name__}, not a plain '
-                                         f'nn.Conv2d: {block_conv_cfg["type"]} replaces bottleneck convs only (no '
-                                         f'dcn or BasicBlock in stage {stage + 1})')
+                                         f'nn.Conv2d: {block_conv_cfg["type"]} replaces plain block convs only (no '
+                                         f'dcn or plugin conv in stage {stage + 1})')
                     setattr(block, name, build_conv_layer(
                         dict(block_conv_cfg), conv.in_channels, conv.out_channels, conv.kernel_size,
                         stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups,

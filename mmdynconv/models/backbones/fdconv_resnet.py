@@ -7,8 +7,9 @@ from .block_conv_placement import BlockConvPlacementMixin, FDConvPlacementMixin
 
 @MODELS.register_module()
 class DynamicConvResNet(BlockConvPlacementMixin, ResNet):
-    """mmdet's ``ResNet`` (Bottleneck depths 50/101/152) with ``block_conv_cfg`` (any registered conv type, e.g.
-    ``dict(type='ODConv', kernel_num=4)``) in conv1, conv2 and conv3 of every bottleneck of the flagged stages.
+    """mmdet's ``ResNet`` (any depth) with ``block_conv_cfg`` (any registered conv type, e.g.
+    ``dict(type='ODConv', kernel_num=4)``) in conv1, conv2 and conv3 of every bottleneck (conv1 and conv2 of every
+    BasicBlock) of the flagged stages.
 
     Args:
         block_conv_cfg: the conv config. stage_with_block_conv: one flag per stage.

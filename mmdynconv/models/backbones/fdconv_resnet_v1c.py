@@ -7,8 +7,9 @@ from .block_conv_placement import BlockConvPlacementMixin, FDConvPlacementMixin
 
 @MODELS.register_module()
 class DynamicConvResNetV1c(BlockConvPlacementMixin, ResNetV1c):
-    """mmseg's ``ResNetV1c`` (deep stem, Bottleneck depths 50/101/152) with ``block_conv_cfg`` in conv1, conv2 and
-    conv3 of every bottleneck of the flagged stages; arguments as :class:`~.fdconv_resnet.DynamicConvResNet`."""
+    """mmseg's ``ResNetV1c`` (deep stem, any depth) with ``block_conv_cfg`` in conv1, conv2 and conv3 of every
+    bottleneck (conv1 and conv2 of every BasicBlock) of the flagged stages; arguments as
+    :class:`~.fdconv_resnet.DynamicConvResNet`."""
 
     def __init__(self, block_conv_cfg, stage_with_block_conv=(True, True, True, True), **kwargs):
         super().__init__(**kwargs)
