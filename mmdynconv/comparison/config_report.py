@@ -78,8 +78,9 @@ def markdown_table(results, costs, metric, variants, layers=None, refused=None):
                           for k in COST_FIELDS]
         lines.append(f'| {name} | {(layers or {}).get(name, "—")} | {cell} | ' + ' | '.join(cost_cells) + ' |')
     notes = sorted({c['flops_note'] for c in costs.values() if c.get('flops_note')})
-    lines += ['', f'Costs measured on {device} in this invocation: plain row absolute (FLOPs of one image, train step '
-              f'time and peak memory per training batch, inference images/s), other rows as ratios to it.']
+    lines += ['', f'Costs measured on {device}, all in one invocation (the one that ran the comparison, before its '
+              f'runs): plain row absolute (FLOPs of one image, train step time and peak memory per training batch, '
+              f'inference images/s), other rows as ratios to it.']
     if notes:
         lines.append('FLOPs ' + '; '.join(notes) + '.')
     if refused:
