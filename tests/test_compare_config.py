@@ -11,6 +11,7 @@ from tool_runner import ROOT, run_tool
 
 from mmdynconv.comparison.config_runner import ConfigRefused, plan_variants, run_config, task_scope, train_command
 from mmdynconv.models.variants import CONFIG_VARIANTS, VariantNotApplicable, applicable_variants
+from mmdynconv.ops.compat import HAS_CUSTOM_OP
 
 RETINANET = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
 FCOS = 'mmdet::fcos/fcos_r18_fpn_gn-head-center-normbbox-centeronreg-giou_8xb8-amp-lsj-200e_coco.py'
@@ -180,7 +181,9 @@ def test_config_comparison_end_to_end_and_resume(tmp_path, demo_data):
     assert [r['variant'] for r in rows] == ['plain', 'DDF-Up', 'DySample']
     assert all(r['metric'] == 'coco/bbox_mAP' and 0 <= float(r['value']) <= 1 for r in rows)
     assert float(rows[0]['params_ratio']) == 1.0 and float(rows[1]['params_ratio']) > 1.0
-    assert all(float(r['flops']) > 0 and float(r['train_step_ms']) > 0 and float(r['infer_img_s']) > 0 for r in rows)
+    assert all(float(r['train_step_ms']) > 0 and float(r['infer_img_s']) > 0 for r in rows)
+    # FLOPs need the ops' custom-op nodes (torch >= 2.4); before, the cell is empty and the table says why
+    assert all((float(r['flops']) > 0) if HAS_CUSTOM_OP else r['flops'] == '' for r in rows)
     table = (out / 'table.md').read_text()
     assert '| plain | the config as given |' in table and '| DDF-Up | DDF-Up' in table and '×' in table
     assert (out / 'cost.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -115,11 +115,11 @@ def main(argv=None):
     print(text)
     if args.update:
         page = open(args.update, encoding='utf-8').read()
-        marker = re.compile(r'(<!-- compat table -->\n).*?(\n<!-- end compat table -->)', re.S)
+        marker = re.compile(r'<!-- compat table -->.*?<!-- end compat table -->', re.S)
         if not marker.search(page):
             raise SystemExit(f'compat_table: {args.update} has no <!-- compat table --> ... <!-- end compat table -->')
         with open(args.update, 'w', encoding='utf-8') as f:
-            f.write(marker.sub(lambda m: m.group(1) + text + m.group(2), page))
+            f.write(marker.sub(lambda m: f'<!-- compat table -->\n{text}\n<!-- end compat table -->', page))
     return 0
 
 
