@@ -28,7 +28,7 @@ def test_cpu_pipeline_writes_the_report(tmp_path):
     for title in ('### DDF op', '### DDF-Up', '### FDConv', '### DDF forward bandwidth'):
         assert title in report
     rows = list(csv.DictReader(open(tmp_path / 'gpu_report.csv')))
-    assert {r['benchmark'] for r in rows} == {'ddf', 'ddf_up', 'convs', 'bandwidth'}
+    assert {r['benchmark'] for r in rows} == {'ddf', 'ddf_up', 'convs', 'bandwidth', 'fdconv_sizes'}
 
 
 def test_bad_argument_is_named():
