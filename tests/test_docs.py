@@ -39,3 +39,14 @@ def test_tables_have_no_blank_cells(page):
     for row in _table_rows(page.read_text()):
         cells = row.strip().strip('|').split('|')
         assert all(cell.strip() for cell in cells), f'{page.name}: blank cell in {row!r}'
+
+
+def test_nothing_cites_documents_outside_the_repository():
+    """Definitions live in docs/ (each method's page); code, tests and docs never point at files users do not have."""
+    import subprocess
+    files = subprocess.run(['git', 'ls-files', '*.py', '*.md', '*.sh', '*.yml', '*.cfg', '*.txt'], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    pattern = re.compile(r'SPEC §|SPEC\.md|DESIGN\.md|shared/')
+    cited = [f for f in files if f != 'tests/test_docs.py'
+             and pattern.search((ROOT / f).read_text(encoding='utf-8', errors='replace'))]
+    assert not cited, f'files citing documents outside the repository: {cited}'

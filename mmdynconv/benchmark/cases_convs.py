@@ -1,6 +1,6 @@
 """FDConv against a plain conv, its straightforward oracle and the other dynamic convolutions, same shapes, same run.
 
-Methods: ``plain`` (``nn.Conv2d``), ``fdconv_reference`` (``FDConv.forward_oracle``: SPEC §2 written
+Methods: ``plain`` (``nn.Conv2d``), ``fdconv_reference`` (``FDConv.forward_oracle``: docs/fdconv.md written
 straightforwardly, the oracle), ``fdconv`` (``FDConv.forward``, the lean path with its automatic backend: the fused
 Triton kernels on CUDA), ``fdconv_torch`` (CUDA only: the lean path with ``MMDYNCONV_BACKEND=reference``, i.e.
 without the Triton kernels) and the baselines ``CondConv``, ``DYConv``, ``ODConv`` (built from mmengine's ``MODELS``

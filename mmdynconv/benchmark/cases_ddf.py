@@ -1,4 +1,4 @@
-"""DDF op against a depthwise conv, a dense conv and the unfold formulation (SPEC §1.1), same shapes, same run.
+"""DDF op against a depthwise conv, a dense conv and the unfold formulation (docs/ddf.md), same shapes, same run.
 
 Methods: ``ddf_triton`` / ``ddf_reference`` (:func:`mmdynconv.ops.ddf` with that backend), ``unfold`` (F.unfold and
 the materialised (B, C, k², H·W) kernel), ``depthwise`` (F.conv2d, groups=C: the cost DDF is designed to match) and

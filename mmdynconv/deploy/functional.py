@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 
 def ddf_functional(x, channel_filter, spatial_filter, kernel_size, stride=1, dilation=1, combine='mul'):
-    """Same result as :func:`mmdynconv.ops.ddf` (SPEC §1.1), written with out-of-place ops only.
+    """Same result as :func:`mmdynconv.ops.ddf` (docs/ddf.md), written with out-of-place ops only.
 
     Shapes: x (B, C, H, W); channel_filter (B, C, k, k); spatial_filter (B, G·k², Ho, Wo) → (B, C, Ho, Wo).
     Accumulates in x's dtype (exports run in fp32).

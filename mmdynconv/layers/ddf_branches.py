@@ -1,4 +1,4 @@
-"""Filter-generating branches shared by the DDF conv layer and the DDF-Up upsampler (SPEC §1.2–1.3)."""
+"""Filter-generating branches shared by the DDF conv layer and the DDF-Up upsampler (docs/ddf.md)."""
 import torch.nn as nn
 import torch.nn.functional as F
 

@@ -1,4 +1,4 @@
-"""DDF conv layer, registry type ``'DDF'`` (the authors' "DDFPack", SPEC §1.2)."""
+"""DDF conv layer, registry type ``'DDF'`` (the authors' "DDFPack", docs/ddf.md)."""
 import torch
 import torch.nn as nn
 from mmengine.registry import MODELS

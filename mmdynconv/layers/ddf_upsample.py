@@ -1,4 +1,4 @@
-"""DDF-Up upsampler, registry type ``'ddf_up'`` (the authors' "DDFUpPack", SPEC §1.3)."""
+"""DDF-Up upsampler, registry type ``'ddf_up'`` (the authors' "DDFUpPack", docs/ddf.md)."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

@@ -1,4 +1,4 @@
-"""FDConv: Frequency Dynamic Convolution (Chen et al., CVPR 2025; SPEC §2), registered as conv type ``'FDConv'``."""
+"""FDConv: Frequency Dynamic Convolution (Chen et al., CVPR 2025; docs/fdconv.md), the conv type ``'FDConv'``."""
 import torch
 import torch.nn.functional as F
 from mmengine.registry import MODELS

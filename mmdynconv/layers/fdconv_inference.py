@@ -1,7 +1,7 @@
 """FDConv inference mode: the n candidate kernels precomputed once, mixed per sample by a matrix product.
 
 At inference nothing about the candidate kernels depends on the input until the kernel attention π: by linearity
-``irfft2(spectrum·α·π_b[band]) = Σ_j π_bj W_j`` with ``W_j = irfft2(spectrum·α·[band = j])`` (SPEC §2.1). The mode
+``irfft2(spectrum·α·π_b[band]) = Σ_j π_bj W_j`` with ``W_j = irfft2(spectrum·α·[band = j])`` (docs/fdconv.md). The mode
 caches the W_j of every dynamic FDConv layer ((n, Co·Ci·k²) fp32: n times the layer's weight) and replaces the
 per-sample inverse FFT by one (B, n) × (n, Co·Ci·k²) product; the attentions and the per-sample convolution are
 those of :func:`mmdynconv.ops.fdconv_oracle.fdconv_oracle`. FBM's band masks and bases need no extra cache: the op

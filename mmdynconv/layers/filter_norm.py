@@ -1,4 +1,4 @@
-"""FilterNorm: standardise generated DDF filters over their k² taps (SPEC §1.2)."""
+"""FilterNorm: standardise generated DDF filters over their k² taps (docs/ddf.md)."""
 import torch
 import torch.nn as nn
 

@@ -1,4 +1,4 @@
-"""Frequency Band Modulation (SPEC §2.3) as a module: per-pixel re-weighting of the input's frequency bands."""
+"""Frequency Band Modulation (docs/fdconv.md) as a module: per-pixel re-weighting of the input's frequency bands."""
 import torch
 import torch.nn.functional as F
 from torch import nn

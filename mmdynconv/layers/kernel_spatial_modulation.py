@@ -1,4 +1,4 @@
-"""Kernel Spatial Modulation (SPEC §2.2): the attentions that modulate FDConv's kernel per sample.
+"""Kernel Spatial Modulation (docs/fdconv.md): the attentions that modulate FDConv's kernel per sample.
 
 Both branches read the pooled input g (B, Ci). Parameters are held directly (no ``nn.Linear``/``nn.Conv*``
 submodules), so model-wide initialisers such as mmdet's ``Kaiming(layer='Conv2d')`` leave the identity

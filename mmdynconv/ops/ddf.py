@@ -1,4 +1,4 @@
-"""The decoupled dynamic filter op, ``ddf`` (SPEC §1.1), as the ``torch.library`` custom op ``mmdynconv::ddf``.
+"""The decoupled dynamic filter op, ``ddf`` (docs/ddf.md), as the ``torch.library`` custom op ``mmdynconv::ddf``.
 
 The custom op (with fake implementations and registered autograd) keeps ``torch.compile(fullgraph=True)`` free of
 graph breaks; its backward is the custom op ``mmdynconv::ddf_backward``. Double backward is not supported.

@@ -1,4 +1,4 @@
-"""Exact pure-PyTorch reference of the decoupled dynamic filter (SPEC §1.1), forward and backward.
+"""Exact pure-PyTorch reference of the decoupled dynamic filter (docs/ddf.md), forward and backward.
 
 Shapes: x (B, C, H, W); channel filter fc (B, C, k, k); spatial filter fs (B, G·k², Ho, Wo), head h owning channels
 [h·C/G, (h+1)·C/G); output (B, C, Ho, Wo) with Ho = ⌈H/s⌉, Wo = ⌈W/s⌉.

@@ -1,4 +1,4 @@
-"""Fused Triton kernels of the decoupled dynamic filter (SPEC §1.1); ``ddf_reference.py`` is their oracle.
+"""Fused Triton kernels of the decoupled dynamic filter (docs/ddf.md); ``ddf_reference.py`` is their oracle.
 
 Shapes: x (B, C, H, W); channel filter fc (B, C, k, k); spatial filter fs (B, G·k², Ho, Wo); output / output
 gradient g (B, C, Ho, Wo). Every tensor is addressed through its strides (channels-last, views and the stride-0

@@ -1,4 +1,4 @@
-"""FDConv's per-sample dynamic convolution (SPEC §2.1–2.2) as the ``torch.library`` custom op ``mmdynconv::fdconv``.
+"""FDConv's per-sample dynamic convolution (docs/fdconv.md) as the ``torch.library`` custom op ``mmdynconv::fdconv``.
 
 ``y_b = conv(x_b, W_b) + bias`` with ``W_b = α_in ⊙ α_out ⊙ α_pos ⊙ α_local ⊙ irfft2(spectrum·scale·π_b[band])``,
 α_local = 2·sigmoid(conv1d(local_feat)) dense over (Co, Ci, k, k). Same pattern as :mod:`.ddf`: one public function

@@ -1,4 +1,4 @@
-"""FDConv's per-sample kernel assembly (SPEC §2.1–2.2) and its gradients, the torch path beside the fused Triton
+"""FDConv's per-sample kernel assembly (docs/fdconv.md) and its gradients, the torch path beside the fused Triton
 kernels of :mod:`.fdconv_triton` (which replace the per-entry passes on CUDA; this code is their reference).
 
 W_b = α_in ⊙ α_out ⊙ α_pos ⊙ α_local ⊙ irfft2(spectrum·scale·π_b[band]), α_local = 2·sigmoid(conv1d(local_feat)),

@@ -1,4 +1,4 @@
-"""Frequency Band Modulation (SPEC §2.3), lean: ``x' = Σ_m A_m ⊙ B_m + low``.
+"""Frequency Band Modulation (docs/fdconv.md), lean: ``x' = Σ_m A_m ⊙ B_m + low``.
 
 Bands of x come from nested low-pass masks L_m of ``rfft2(x, norm='ortho')`` at cut-offs c_1 > c_2 > … > c_M
 (cycles/pixel): B_1 = x − L_1, B_m = L_{m−1} − L_m, low = L_M. Two mask definitions (``mask_mode``):

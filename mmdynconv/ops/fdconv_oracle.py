@@ -1,4 +1,4 @@
-"""The FDConv oracle: SPEC §2.1–2.3 written straightforwardly, for clarity — what the tests compare both backends of
+"""The FDConv oracle: docs/fdconv.md written straightforwardly, for clarity — what the tests compare both backends of
 :func:`mmdynconv.ops.fdconv_dynamic_conv` (and the lean FBM) against, and the benchmarks' baseline. Plain autograd;
 every per-sample dense tensor is materialised.
 """

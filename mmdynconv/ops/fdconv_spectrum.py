@@ -1,4 +1,4 @@
-"""Fourier Disjoint Weight (SPEC §2.1): the spectrum parameterisation of a conv weight and its frequency bands.
+"""Fourier Disjoint Weight (docs/fdconv.md): the spectrum parameterisation of a conv weight and its frequency bands.
 
 A weight ``W`` (Co, Ci, k, k) is tiled into ``M`` (Co·k, Ci·k) with ``M[o·k+u, i·k+v] = W[o, i, u, v]``; the
 parameter is ``rfft2(M) / s`` stored as real and imaginary parts, (Co·k, ⌊Ci·k/2⌋+1, 2), with

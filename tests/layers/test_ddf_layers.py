@@ -1,4 +1,4 @@
-"""DDF conv layer ('DDF') and DDF-Up upsampler ('ddf_up'): SPEC §1.2–1.3 semantics, registry, edge cases, errors."""
+"""DDF conv layer ('DDF') and DDF-Up upsampler ('ddf_up'): docs/ddf.md semantics, registry, edge cases, errors."""
 import math
 
 import pytest

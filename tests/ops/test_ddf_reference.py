@@ -9,7 +9,7 @@ from mmdynconv.ops import ddf, ddf_reference
 
 
 def _ddf_loops(x, fc, fs, k, s, d, combine):
-    """SPEC §1.1 written as explicit loops (tiny inputs only)."""
+    """docs/ddf.md written as explicit loops (tiny inputs only)."""
     B, C, H, W = x.shape
     G, (Ho, Wo), r = fs.shape[1] // (k * k), fs.shape[2:], (k - 1) // 2
     out = torch.zeros(B, C, Ho, Wo, dtype=x.dtype)

@@ -1,6 +1,6 @@
 """FLOP counts of mmdynconv's layers equal analytic formulas written here (conventions: mmdynconv.utils.complexity).
 
-DDF: SPEC §1.4's ≈ 27·C MACs per pixel. FDConv: kernel assembly (spectral mixing, inverse rfft2 at 2.5·N·log2 N,
+DDF: docs/ddf.md's ≈ 27·C MACs per pixel. FDConv: kernel assembly (spectral mixing, inverse rfft2 at 2.5·N·log2 N,
 KSM local 1-D conv, the four modulation products), the per-sample conv, FBM (one rfft2 + M inverse rfft2 + M
 modulations per image channel) and the KSM global branch.
 """
@@ -28,7 +28,7 @@ def test_ddf_conv_flops_formula(c, k, stride, heads):
     assert ops['ddf'] == 2 * k * k * c * ho * wo  # combine + apply
     assert ops['conv'] == c * heads * k * k * ho * wo + c * mid + mid * c * k * k  # spatial 1x1 + SE branch
     assert ops['adaptive_avg_pool2d'] == c * h * w
-    if (k, heads, stride) == (3, 1, 1):  # SPEC §1.4: 9C spatial + 2·9C combine-and-apply per output pixel
+    if (k, heads, stride) == (3, 1, 1):  # docs/ddf.md: 9C spatial + 2·9C combine-and-apply per output pixel
         assert ops['ddf'] + c * 9 * h * w == 27 * c * h * w
 
 
