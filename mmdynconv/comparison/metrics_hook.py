@@ -4,6 +4,7 @@ import json
 import os
 import os.path as osp
 
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
@@ -13,7 +14,8 @@ from ..layers.kernel_spatial_modulation import ksm_norms_train
 @HOOKS.register_module()
 class DumpMetricsHook(Hook):
     """After every validation, write ``{metric: value}`` plus ``iter`` to ``out_file`` (atomically: a file that
-    exists is complete)."""
+    exists is complete). In a distributed run only the main process writes (every rank holds the same metrics; two
+    ranks renaming one temporary file raced)."""
 
     priority = 'VERY_LOW'
 
@@ -23,6 +25,8 @@ class DumpMetricsHook(Hook):
         self.out_file = out_file
 
     def after_val_epoch(self, runner, metrics=None):
+        if not is_main_process():
+            return
         values = {k: float(v) for k, v in (metrics or {}).items()}
         values['iter'] = runner.iter
         os.makedirs(osp.dirname(osp.abspath(self.out_file)), exist_ok=True)
