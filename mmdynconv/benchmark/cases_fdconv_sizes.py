@@ -12,10 +12,7 @@ automatic backend and FBM path) and, on CUDA, ``fdconv_torch`` (``backend='refer
 oracle and the other dynamic convolutions are not run at these sizes (the ``convs`` benchmark compares them at small
 maps). The FBM path can be forced for the whole run with ``MMDYNCONV_FBM_PATH=gemm|fft``.
 """
-import torch
-from torch import nn
-
-from .common import module_case, registered
+from . import cases_convs
 from .harness import Case
 from .registry import Benchmark
 
@@ -27,7 +24,6 @@ FULL_SHAPES = [
     ('seg', 'r50-s3-conv2', 256, 256, 3, 32, 32, 4), ('seg', 'r50-s4-conv2', 512, 512, 3, 16, 16, 4),
 ]
 SMALL_SHAPES = [('det', 'tiny-3x3', 16, 16, 3, 20, 30, 2), ('seg', 'tiny-3x3', 16, 16, 3, 16, 16, 2)]
-SMALL_KERNEL_NUM = 8
 METHODS = ('plain', 'fdconv', 'fdconv_torch')
 
 
@@ -35,31 +31,9 @@ def shapes(settings):
     return SMALL_SHAPES if settings.shapes == 'small' else FULL_SHAPES
 
 
-def builder(method, shape, settings):
-    _, _, ci, co, k, h, w, b = shape
-    device = settings.device
-
-    def build():
-        torch.manual_seed(0)
-        conv_args = dict(in_channels=ci, out_channels=co, kernel_size=k, padding=k // 2, bias=False)
-        x = torch.randn(b, ci, h, w, device=device, requires_grad=True)
-        if method == 'plain':
-            return module_case(nn.Conv2d(**conv_args).to(device), x)
-        from ..layers import FDConv
-        extra = dict(kernel_num=SMALL_KERNEL_NUM) if settings.shapes == 'small' else {}
-        backend = 'reference' if method == 'fdconv_torch' else None
-        return module_case(FDConv(**conv_args, **extra, backend=backend).to(device).train(), x)
-    return build
-
-
-def skip_reason(method, settings):
-    if method == 'fdconv_torch' and not settings.cuda:
-        return 'same as fdconv on CPU'
-    return registered('FDConv') if method.startswith('fdconv') else ''
-
-
 def cases(settings):
-    notes = {m: skip_reason(m, settings) for m in METHODS}
+    # the convs benchmark's builder and skip reasons: the same layers, options and inputs at these shapes
+    notes = {m: cases_convs.skip_reason(m, settings) for m in METHODS}
     for dtype_name in settings.dtypes:
         if dtype_name != 'float32':
             print(f'fdconv_sizes: measured in float32 only (skipping {dtype_name})')
@@ -68,8 +42,8 @@ def cases(settings):
             shape_set, name, ci, co, k, h, w, b = shape
             params = dict(set=shape_set, layer=name, B=b, Ci=ci, Co=co, k=k, HW=f'{h}×{w}')
             for method in METHODS:
-                yield Case(f'{shape_set}-{name}', method, builder(method, shape, settings), skip=notes[method],
-                           params=params)
+                build = cases_convs.builder(method, shape[1:], settings)
+                yield Case(f'{shape_set}-{name}', method, build, skip=notes[method], params=params)
 
 
 BENCHMARK = Benchmark(

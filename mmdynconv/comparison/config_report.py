@@ -1,9 +1,9 @@
 """Tables and plot of a ``--config`` comparison: accuracy (mean ± std over seeds, difference to plain) next to cost
 as ratios to the plain model, all costs measured in the same invocation on the same device."""
-import csv
 import json
 import math
-import statistics
+
+from .report import mean_std, write_rows
 
 COST_FIELDS = ('params', 'flops', 'train_step_ms', 'peak_mib', 'infer_img_s')
 COST_TITLES = dict(params='params', flops='FLOPs', train_step_ms='train step', peak_mib='peak mem',
@@ -25,10 +25,7 @@ def write_csv(results, costs, path):
                    device=c.get('device'), flops_note=c.get('flops_note'))
         row.update({f'{k}_ratio': _ratio(costs, r['variant'], k) for k in COST_FIELDS})
         rows.append(row)
-    with open(path, 'w', newline='') as f:
-        writer = csv.DictWriter(f, CSV_FIELDS, extrasaction='ignore')
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(rows, CSV_FIELDS, path)
 
 
 def aggregate(results):
@@ -36,8 +33,7 @@ def aggregate(results):
     groups = {}
     for r in results:
         groups.setdefault(r['variant'], []).append(r['value'])
-    return {v: dict(mean=statistics.fmean(x), std=statistics.stdev(x) if len(x) > 1 else math.nan, n=len(x))
-            for v, x in groups.items()}
+    return {v: mean_std(x) for v, x in groups.items()}
 
 
 def _scale(metric):

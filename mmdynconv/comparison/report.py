@@ -12,13 +12,25 @@ TASK_TITLES = dict(det='Detector: Faster R-CNN tiny R50-FPN, bbox mAP', seg='Seg
 INIT_TITLES = dict(pretrained='fine-tuned from pretrained', scratch='from scratch')
 
 
+def write_rows(rows, fields, path):
+    """A CSV file of ``rows`` (dicts) with the columns ``fields`` (other keys ignored)."""
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fields, extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def mean_std(values):
+    """dict(mean, std, n) of ``values``; std is the sample std (nan for one value)."""
+    values = list(values)
+    return dict(mean=statistics.fmean(values), std=statistics.stdev(values) if len(values) > 1 else math.nan,
+                n=len(values))
+
+
 def write_csv(results, path):
     """One row per finished fine-tuning run, sorted by task, variant, init, seed."""
     rows = sorted(results, key=lambda r: (r['task'], r['variant'] != 'plain', r['variant'], r['init'], r['seed']))
-    with open(path, 'w', newline='') as f:
-        writer = csv.DictWriter(f, CSV_FIELDS, extrasaction='ignore')
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(rows, CSV_FIELDS, path)
 
 
 def aggregate(results):
@@ -29,8 +41,7 @@ def aggregate(results):
     stats = {}
     for key, rs in groups.items():
         values = [r['value'] for r in sorted(rs, key=lambda r: r['seed'])]
-        stats[key] = dict(mean=statistics.fmean(values), std=statistics.stdev(values) if len(values) > 1 else math.nan,
-                          n=len(values), values=values, wall_s=statistics.fmean(r['wall_s'] for r in rs))
+        stats[key] = dict(mean_std(values), values=values, wall_s=statistics.fmean(r['wall_s'] for r in rs))
     return stats
 
 
