@@ -10,6 +10,7 @@ each layer from the registry on the running torch, loads the recorded state, rep
 assembles its kernel and computes FBM's spectra in float32 also for float64 inputs, so its numbers carry float32
 rounding, which may differ between torch releases (FFT back ends); it is compared at a float32 tolerance.
 """
+import functools
 import inspect
 import os.path as osp
 import sys
@@ -74,6 +75,7 @@ def record():
     print(f'recorded {len(cases)} layers on torch {torch.__version__}: {", ".join(cases)} -> {FIXTURE}')
 
 
+@functools.lru_cache(maxsize=1)
 def _recorded():
     return torch.load(FIXTURE)['cases']
 
