@@ -6,9 +6,10 @@ import pytest
 from mmengine.registry import MODELS
 
 import mmdynconv
+from mmdynconv.layers.declarations import DECLARATIONS
 
-REGISTERED = ['DDF', 'ddf_up', 'FDConv', 'CondConv', 'DYConv', 'ODConv', 'carafe_torch', 'dysample', 'UpsamplerFPN',
-              'FDConvResNet', 'FDConvResNetV1c', 'DynamicConvResNet', 'DynamicConvResNetV1c']
+REGISTERED = sorted(DECLARATIONS) + ['UpsamplerFPN', 'FDConvResNet', 'FDConvResNetV1c', 'DynamicConvResNet',
+                                     'DynamicConvResNetV1c']
 
 
 def test_version():

@@ -1,10 +1,11 @@
-"""Count parameters and FLOPs of a model from a config, mmdynconv's ops included (logic: mmdynconv.utils.complexity).
+"""Count parameters and FLOPs of a model from a config, mmdynconv's ops included (logic: mmdynconv.utils.complexity;
+the docs table: experiments/docs_tables/complexity_table.py).
 
 mmengine's ``FlopAnalyzer`` (JIT trace; one multiply-accumulate = one FLOP) with handles for DDF, DDF-Up, FDConv
 (kernel assembly with its inverse FFT, KSM, FBM, the per-sample conv); conventions in the module docstring.
 
     python tools/get_flops.py CONFIG [--shape H W] [--part backbone]   # one model, random input
-    python tools/get_flops.py --compare [--docs PAGE]    # the ResNet-50 / Faster R-CNN table -> docs/complexity.md
+    python tools/get_flops.py --compare [--docs PAGE]    # ResNet-50 / Faster R-CNN, every variant -> docs/complexity.md
 """
 import argparse
 import os.path as osp
@@ -14,9 +15,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from mmengine.config import Config  # noqa: E402
 
-from mmdynconv.utils.complexity import comparison_table, complexity_page, model_complexity  # noqa: E402
+from mmdynconv.utils.complexity import model_complexity  # noqa: E402
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DOCS = osp.join('docs', 'complexity.md')
 
 
@@ -29,7 +29,8 @@ def main(argv=None):
     p.add_argument('--docs', default=DOCS, help=f'page --compare writes (default {DOCS}; "" for none)')
     args = p.parse_args(argv)
     if args.compare:
-        table = comparison_table(ROOT)
+        from experiments.docs_tables.complexity_table import comparison_table, complexity_page
+        table = comparison_table()
         print(table)
         if args.docs:
             with open(args.docs, 'w') as f:

@@ -1,17 +1,18 @@
 """FDConv against a plain conv, its straightforward oracle and the other dynamic convolutions, same shapes, same run.
 
-Methods: ``plain`` (``nn.Conv2d``), ``fdconv_reference`` (``FDConv.forward_oracle``: docs/fdconv.md written
+Methods: ``plain`` (``nn.Conv2d``), ``fdconv_oracle`` (FDConv in mode ``'export'``: docs/fdconv.md written
 straightforwardly, the oracle), ``fdconv`` (``FDConv.forward``, the lean path with its automatic backend: the fused
 Triton kernels on CUDA), ``fdconv_torch`` (CUDA only: the lean path with ``MMDYNCONV_BACKEND=reference``, i.e.
-without the Triton kernels) and the baselines ``CondConv``, ``DYConv``, ``ODConv`` (built from mmengine's ``MODELS``
-with the conv-layer signature; skipped with a note when not registered). Every layer has kernel_num / experts at its
-default; FDConv 64 bands. Full shapes: ResNet-50 bottleneck conv2 (3×3) and conv3 (1×1) of each stage at a 224×224
-input, batch 8, and two 3×3 layers at FPN resolutions of an 800×1216 input, batch 16; on CPU the inputs are 112×112
-and 400×608 with batches 2 and 4.
+without the Triton kernels) and every other conv whose layer declaration names this benchmark (CondConv, DYConv,
+ODConv: built from mmengine's ``MODELS`` with the conv-layer signature and its ``benchmark_args``). Every layer has
+kernel_num / experts at its default; FDConv 64 bands. Full shapes: ResNet-50 bottleneck conv2 (3×3) and conv3 (1×1)
+of each stage at a 224×224 input, batch 8, and two 3×3 layers at FPN resolutions of an 800×1216 input, batch 16; on
+CPU the inputs are 112×112 and 400×608 with batches 2 and 4.
 """
 import torch
 from torch import nn
 
+from ..layers.declarations import declared_with
 from .common import build_registered, module_case, registered
 from .harness import Case
 from .registry import Benchmark
@@ -33,8 +34,9 @@ CPU_SHAPES = [
 ]
 SMALL_SHAPES = [('tiny-3x3', 24, 32, 3, 10, 10, 2), ('tiny-1x1', 24, 32, 1, 6, 6, 2)]
 SMALL_KERNEL_NUM = 8
-METHODS = ('plain', 'fdconv_oracle', 'fdconv', 'fdconv_torch', 'CondConv', 'DYConv', 'ODConv')
-BASELINES = ('CondConv', 'DYConv', 'ODConv')
+DECLARED = {d.name: d for d in declared_with(kind='conv', benchmark='convs') if d.name != 'FDConv'}
+BASELINES = tuple(DECLARED)
+METHODS = ('plain', 'fdconv_oracle', 'fdconv', 'fdconv_torch') + BASELINES
 
 
 def shapes(settings):
@@ -54,13 +56,14 @@ def builder(method, shape, settings):
         if method == 'plain':
             return module_case(nn.Conv2d(**conv_args).to(device), x)
         if method in BASELINES:
-            return module_case(build_registered(dict(type=method, **conv_args), device, torch.float32), x)
+            cfg = dict(type=method, **conv_args, **DECLARED[method].benchmark_args)
+            return module_case(build_registered(cfg, device, torch.float32), x)
         from ..layers import FDConv
         extra = dict(kernel_num=SMALL_KERNEL_NUM) if settings.shapes == 'small' else {}
         backend = 'reference' if method == 'fdconv_torch' else None
         layer = FDConv(**conv_args, **extra, backend=backend).to(device).train()
-        fn, leaves = module_case(layer, x)
-        return ((lambda: layer.forward_oracle(x)) if method == 'fdconv_oracle' else fn), leaves
+        layer.mode = 'export' if method == 'fdconv_oracle' else 'default'
+        return module_case(layer, x)
     return build
 
 

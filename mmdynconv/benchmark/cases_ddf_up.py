@@ -3,24 +3,26 @@
 Methods: ``ddf_up`` ('ddf_up', automatic backend: Triton on CUDA, the reference on CPU), ``ddf_up_reference``
 (forced onto the reference; CUDA only, on CPU it is ``ddf_up``), ``nearest`` / ``bilinear`` (``nn.Upsample``),
 ``deconv`` (ConvTranspose2d, kernel 4, stride 2, padding 1), ``pixel_shuffle`` (3×3 conv C → 4C + pixel shuffle, as
-mmcv's ``PixelShufflePack``), ``carafe`` (mmcv's CARAFE, CUDA only), and the registered baselines ``carafe_torch``
-and ``dysample`` (built from mmengine's ``MODELS`` by name; skipped with a note when not registered). Full levels:
+mmcv's ``PixelShufflePack``), ``carafe`` (mmcv's CARAFE, CUDA only), and every other upsampler whose layer
+declaration names this benchmark (``carafe_torch``, ``dysample``: built from mmengine's ``MODELS`` by name with its
+``benchmark_args``). Full levels:
 the P5→P4, P4→P3, P3→P2 inputs at an 800×1216 image (25×38, 50×76, 100×152), batch 2 (CUDA) or 1 (CPU).
 """
 import torch
 from torch import nn
 
+from ..layers.declarations import declared_with
 from .common import DTYPES, build_registered, module_case, registered, shape_label
 from .harness import Case
 from .registry import Benchmark
 
 LEVELS = ((256, 25, 38), (256, 50, 76), (256, 100, 152))
 SMALL = ((1, 16, 6, 7),)
+DECLARED = {d.name: dict(type=d.name, **d.benchmark_args) for d in declared_with(kind='upsampler', benchmark='ddf_up')
+            if d.name != 'ddf_up'}
 REGISTERED = {'ddf_up': dict(type='ddf_up'), 'ddf_up_reference': dict(type='ddf_up', backend='reference'),
-              'carafe': dict(type='carafe', up_kernel=5), 'carafe_torch': dict(type='carafe_torch'),
-              'dysample': dict(type='dysample')}
-METHODS = ('ddf_up', 'ddf_up_reference', 'nearest', 'bilinear', 'deconv', 'pixel_shuffle', 'carafe',
-           'carafe_torch', 'dysample')
+              'carafe': dict(type='carafe', up_kernel=5), **DECLARED}
+METHODS = ('ddf_up', 'ddf_up_reference', 'nearest', 'bilinear', 'deconv', 'pixel_shuffle', 'carafe') + tuple(DECLARED)
 
 
 class PixelShuffleUp(nn.Module):

@@ -1,18 +1,16 @@
-"""mmengine hook annealing the attention temperature of DY-Conv / ODConv layers, registry type
-``'TemperatureAnnealHook'`` (in mmengine's root ``HOOKS``)."""
+"""mmengine hook annealing the attention temperature of the layers whose declaration lists it (DY-Conv, ODConv),
+registry type ``'TemperatureAnnealHook'`` (in mmengine's root ``HOOKS``)."""
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS
+from mmengine.registry import HOOKS, MODELS
 
-from .dy_conv import DYConv
-from .od_conv import ODConv
-
-LAYERS = (DYConv, ODConv)
+from .declarations import layers_with_hook
 
 
 @HOOKS.register_module()
 class TemperatureAnnealHook(Hook):
-    """Set ``temperature`` on every DYConv and ODConv of the model before each training iteration.
+    """Set ``temperature`` before each training iteration on every layer of the model whose declaration
+    (:mod:`.declarations`) lists this hook: DY-Conv and ODConv.
 
     τ goes linearly from ``start`` to ``end`` over the first ``anneal`` epochs (``by_epoch=True``, progress counted in
     iterations, as DY-Conv's and ODConv's released recipes: 30 -> 1 over 10 epochs) or the first ``anneal``
@@ -49,17 +47,19 @@ class TemperatureAnnealHook(Hook):
 
     @staticmethod
     def set_temperature(model, value):
-        """Set τ on every DYConv / ODConv in ``model``; returns how many layers were set."""
+        """Set τ on every layer of ``model`` that uses this hook; returns how many layers were set."""
         if is_model_wrapper(model):
             model = model.module
-        layers = [m for m in model.modules() if isinstance(m, LAYERS)]
+        kinds = tuple(MODELS.module_dict[name] for name in layers_with_hook('TemperatureAnnealHook'))
+        layers = [m for m in model.modules() if isinstance(m, kinds)]
         for m in layers:
             m.temperature = value
         return len(layers)
 
     def before_train(self, runner):
         if self.set_temperature(runner.model, self._annealed(runner.iter, self._per_epoch(runner))) == 0:
-            runner.logger.warning('TemperatureAnnealHook: the model has no DYConv or ODConv layer')
+            runner.logger.warning(f'TemperatureAnnealHook: the model has no layer with a temperature (types '
+                                  f'{", ".join(layers_with_hook("TemperatureAnnealHook"))})')
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         self.set_temperature(runner.model, self.temperature(runner.iter, self._per_epoch(runner)))

@@ -1,7 +1,9 @@
 """Config variants: each layer's one-change rule that turns a plain mmdet / mmseg model config into the layer's variant.
 
-A variant is declared here, next to the backbones and neck that implement it, with :func:`config_variant`; the
-comparison runner (``tools/compare_layers.py --config``) discovers them through :data:`CONFIG_VARIANTS`. A transform
+Each layer declares its variant (a :class:`~mmdynconv.layers.declarations.Variant`: its name, placement and config)
+in :mod:`mmdynconv.layers.declarations`; this module turns every declaration into a transform, one per placement, and
+the comparison runner (``tools/compare_layers.py --config``) discovers them through :data:`CONFIG_VARIANTS`
+(:func:`config_variant` adds a transform that no declaration describes). A transform
 takes the model config (a plain dict) and the task's registry scope (``'mmdet'`` / ``'mmseg'``) and returns the new
 model config; it changes only the part it names and leaves everything else (pretrained ``init_cfg``, ``frozen_stages``,
 ``norm_eval``, heads, data preprocessor) as it was. A model it cannot transform raises :class:`VariantNotApplicable`,
@@ -125,39 +127,15 @@ def _block_conv_backbone(model, variant, scope, new_types, extra):
     return model
 
 
-_FDCONV_TYPES = dict(ResNet='FDConvResNet', ResNetV1d='FDConvResNet', ResNetV1c='FDConvResNetV1c')
-_DYNAMIC_TYPES = dict(ResNet='DynamicConvResNet', ResNetV1d='DynamicConvResNet', ResNetV1c='DynamicConvResNetV1c')
+def block_convs_backbone(model, variant, scope):
+    """``'block_convs'``: the ResNet as ``variant.backbones[type]`` with ``variant.cfg`` in every block conv."""
+    return _block_conv_backbone(model, variant.name, scope, variant.backbones, {variant.cfg_key: dict(variant.cfg)})
 
 
-@config_variant('FDConv', 'backbone', 'FDConv (kernel_num 64, FBM in 3x3 convs) in every residual-block conv')
-def fdconv_backbone(model, scope):
-    return _block_conv_backbone(model, 'FDConv', scope, _FDCONV_TYPES,
-                                dict(fdconv_cfg=dict(type='FDConv', kernel_num=64)))
-
-
-@config_variant('ODConv', 'backbone', 'ODConv (4 kernels, reduction 1/16) in every residual-block conv')
-def odconv_backbone(model, scope):
-    return _block_conv_backbone(model, 'ODConv', scope, _DYNAMIC_TYPES, dict(
-        block_conv_cfg=dict(type='ODConv', kernel_num=4, reduction=0.0625, min_channels=16)))
-
-
-@config_variant('CondConv', 'backbone', 'CondConv (8 experts) in every residual-block conv')
-def condconv_backbone(model, scope):
-    return _block_conv_backbone(model, 'CondConv', scope, _DYNAMIC_TYPES,
-                                dict(block_conv_cfg=dict(type='CondConv', num_experts=8)))
-
-
-@config_variant('DY-Conv', 'backbone', 'DY-Conv (4 kernels, temperature 1) in every residual-block conv')
-def dyconv_backbone(model, scope):
-    return _block_conv_backbone(model, 'DY-Conv', scope, _DYNAMIC_TYPES,
-                                dict(block_conv_cfg=dict(type='DYConv', num_kernels=4)))
-
-
-@config_variant('DDF', 'backbone', "DDF ('mul') as conv2 of every bottleneck (the dcn slot)")
-def ddf_backbone(model, scope):
-    backbone, _, _, _ = _resnet(model, 'DDF', scope, bottleneck_only=True)
-    backbone.update(dcn=dict(type='DDF', kernel_combine='mul', fallback_on_stride=False),
-                    stage_with_dcn=(True,) * int(backbone.get('num_stages', 4)))
+def dcn_slot_backbone(model, variant, scope):
+    """``'dcn_slot'``: ``variant.cfg`` as conv2 of every Bottleneck of every stage (the ResNet's ``dcn``)."""
+    backbone, _, _, _ = _resnet(model, variant.name, scope, bottleneck_only=True)
+    backbone.update(dcn=dict(variant.cfg), stage_with_dcn=(True,) * int(backbone.get('num_stages', 4)))
     return model
 
 
@@ -185,20 +163,26 @@ def _upsampler_fpn(model, variant, scope, upsample_cfg):
     return model
 
 
-@config_variant('DDF-Up', 'neck', 'DDF-Up (k 3) as the FPN top-down x2 upsampler')
-def ddf_up_neck(model, scope):
-    return _upsampler_fpn(model, 'DDF-Up', scope, dict(type='ddf_up', kernel_size=3))
+def fpn_upsampler_neck(model, variant, scope):
+    """``'fpn_upsampler'``: the FPN as ``UpsamplerFPN`` with ``variant.cfg`` as its top-down upsampler."""
+    return _upsampler_fpn(model, variant.name, scope, variant.cfg)
 
 
-@config_variant('CARAFE', 'neck', 'CARAFE (k_up 5, pure PyTorch) as the FPN top-down x2 upsampler')
-def carafe_neck(model, scope):
-    return _upsampler_fpn(model, 'CARAFE', scope, dict(type='carafe_torch', up_kernel=5, up_group=1,
-                                                       encoder_kernel=3, compressed_channels=64))
+PLACEMENT_TRANSFORMS = dict(block_convs=('backbone', block_convs_backbone), dcn_slot=('backbone', dcn_slot_backbone),
+                            fpn_upsampler=('neck', fpn_upsampler_neck))
 
 
-@config_variant('DySample', 'neck', 'DySample (4 groups) as the FPN top-down x2 upsampler')
-def dysample_neck(model, scope):
-    return _upsampler_fpn(model, 'DySample', scope, dict(type='dysample', groups=4))
+def _declare_layer_variants():
+    from ..layers.declarations import DECLARATIONS
+    for declared in DECLARATIONS.values():
+        variant = declared.variant
+        if variant is not None:
+            part, transform = PLACEMENT_TRANSFORMS[variant.placement]
+            config_variant(variant.name, part, variant.description)(
+                lambda model, scope, transform=transform, variant=variant: transform(model, variant, scope))
+
+
+_declare_layer_variants()
 
 
 def applicable_variants(model_cfg, scope, names=None):

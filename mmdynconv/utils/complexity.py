@@ -30,86 +30,19 @@ Per-op counts (handles below; tested against formulas written in ``tests``):
 The KSM global branch (linear, BatchNorm, heads), the local branch's LayerNorm and FBM's 3×3 attention conv are
 ordinary aten ops that mmengine counts itself.
 """
-import math
-from collections import Counter
-from math import prod
 from typing import List
 
 import torch
 from mmengine.analysis import FlopAnalyzer
-from mmengine.analysis.jit_handles import get_shape
 
+from ..layers.declarations import FLOP_HANDLES
+from ..layers.fdconv_flops import fft_flops  # noqa: F401  (re-exported: the FFT cost convention)
 from ..ops.compat import CUSTOM_OP_REASON, HAS_CUSTOM_OP, custom_op
 
-
-def fft_flops(n):
-    """FLOPs of a real FFT (or its inverse) of ``n`` points: 2.5·n·log2(n)."""
-    return 2.5 * n * math.log2(n) if n > 1 else 0.0
-
-
-def ddf_flop_jit(inputs, outputs):
-    """``mmdynconv::ddf``: x (B, C, H, W), channel_filter (B, C, k, k), ... -> (B, C, Ho, Wo)."""
-    k2 = prod(get_shape(inputs[1])[2:])
-    return 2 * k2 * prod(get_shape(outputs[0]))
-
-
-def _float_shapes(inputs):
-    shapes = []
-    for value in inputs:
-        shape = get_shape(value)
-        if shape is not None and value.type().scalarType() in ('Float', 'Double', 'Half', 'BFloat16'):
-            shapes.append(shape)
-    return shapes
-
-
-def fdconv_flop_jit(inputs, outputs):
-    """FDConv op (``x, spectrum, ..., local_weight (Co·k², 1, κ), ...`` -> (B, Co, Ho, Wo)); inputs are recognised
-    by shape, so the handle does not depend on the argument order."""
-    shapes = _float_shapes(inputs)
-    x, out = shapes[0], get_shape(outputs[0])
-    b, ci = x[:2]
-    co, ho, wo = out[1:]
-    spectrum = next(s for s in shapes if len(s) == 3 and s[-1] == 2 and s[0] % co == 0)
-    local = next(s for s in shapes if len(s) == 3 and s[1] == 1 and s[-1] % 2 == 1 and s[0] % co == 0)
-    k = spectrum[0] // co
-    p = co * ci * k * k
-    per_sample_vectors = sum(1 for s in shapes if len(s) == 2 and s[0] == b)
-    has_kernel_att = per_sample_vectors > 3 + (k > 1)  # local_feat, in_att, out_att (+ pos_att) (+ kernel_att)
-    assembly = prod(spectrum) + fft_flops(p)
-    kernel = (b if has_kernel_att else 1) * assembly + b * (p * local[-1] + 4 * p)
-    return Counter({'fdconv_kernel': int(kernel), 'fdconv_conv': b * p * ho * wo})
-
-
-def frequency_band_mix_flop_jit(inputs, outputs):
-    """FBM: x (B, C, H, W), attention (B, M, H, W) -> (B, C, H, W)."""
-    shapes = _float_shapes(inputs)
-    b, c, h, w = shapes[0]
-    m = shapes[1][1]
-    return Counter({'frequency_band_mix': int(b * c * ((1 + m) * fft_flops(h * w) + m * h * w))})
-
-
-def kernel_mixture_flop_jit(inputs, outputs):
-    """``mmdynconv::kernel_mixture_conv``: x, weight (E, Co, Ci/g, kh, kw), routing (B, E), spatial_att, in_att,
-    out_att (each optional), ... -> (B, Co, Ho, Wo)."""
-    weight, out = get_shape(inputs[1]), get_shape(outputs[0])
-    b, p = out[0], prod(weight[1:])
-    attentions = sum(get_shape(v) is not None for v in inputs[3:6])
-    return Counter({'kernel_mixture': b * p * (weight[0] + attentions), 'kernel_mixture_conv': b * p * prod(out[2:])})
-
-
-def carafe_flop_jit(inputs, outputs):
-    """``mmdynconv::carafe``: features (B, C, H, W), masks, kernel_size k, ... -> (B, C, s·H, s·W): k² per output."""
-    k = inputs[2].toIValue()
-    return k * k * prod(get_shape(outputs[0]))
-
-
-OP_HANDLES = {
-    'mmdynconv::ddf': ddf_flop_jit,
-    'mmdynconv::fdconv': fdconv_flop_jit,
-    'mmdynconv_flops::frequency_band_mix': frequency_band_mix_flop_jit,
-    'mmdynconv::kernel_mixture_conv': kernel_mixture_flop_jit,
-    'mmdynconv::carafe': carafe_flop_jit,
-}
+OP_HANDLES = {op: handle.fn for op, handle in FLOP_HANDLES.items()}
+"""{custom op: FLOP handle}, from the layer declarations (:mod:`mmdynconv.layers.declarations`)."""
+OUR_OPS = tuple(key for handle in FLOP_HANDLES.values() for key in handle.keys)
+"""The ``by_operator()`` keys counted by mmdynconv's handles."""
 
 
 def flop_analyzer(model, inputs, warnings=False):
@@ -209,95 +142,3 @@ def model_complexity(cfg, h, w, part=None):
         analyzer = flop_analyzer(module, (x,))
         flops = analyzer.total()
     return parameter_count(module)[''], flops, analyzer.by_operator()
-
-
-OUR_OPS = ('ddf', 'fdconv_kernel', 'fdconv_conv', 'frequency_band_mix', 'kernel_mixture', 'kernel_mixture_conv',
-           'carafe')
-
-DET = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-ODCONV = 'configs/baselines/faster-rcnn_r50-odconv4x_fpn_1x_coco.py'
-CONDCONV = 'configs/baselines/faster-rcnn_r50-condconv8x_fpn_1x_coco.py'
-DDF_UP = 'configs/ddf/faster-rcnn_r50_ddf-up-fpn_1x_coco.py'
-FDCONV = 'configs/fdconv/faster-rcnn_r50-fdconv_fpn_1x_coco.py'
-# A config with one change: (base config, the overriding config text).
-DYCONV = (ODCONV, "model = dict(backbone=dict(block_conv_cfg=dict(_delete_=True, type='DYConv', num_kernels=4)))")
-CARAFE = (DDF_UP, "model = dict(neck=dict(upsample_cfg=dict(_delete_=True, type='carafe_torch', up_kernel=5, "
-                  "compressed_channels=64)))")
-DYSAMPLE = (DDF_UP, "model = dict(neck=dict(upsample_cfg=dict(_delete_=True, type='dysample', groups=4)))")
-R50, R50_DET, FRCNN = 'ResNet-50 backbone (mmdet, no fc)', 'ResNet-50 backbone at the detection input', \
-    'Faster R-CNN R50-FPN (nearest)'
-# (label, config (see _load_config), part, input h, w, baseline label, published)
-COMPARISON = (
-    (R50, DET, 'backbone', 224, 224, None, '—'),
-    ('DDF-ResNet-50 backbone (mul)', 'configs/ddf/faster-rcnn_ddf-r50_fpn_1x_coco.py', 'backbone', 224, 224, R50,
-     'DDF paper: 16.8 M with the 2.05 M classifier, ≈2.3 GFLOPs'),
-    ('FDConv-ResNet-50 backbone', FDCONV, 'backbone', 224, 224, R50,
-     'FDConv paper: +3.6 M params'),
-    ('CondConv-ResNet-50 (8×) backbone', CONDCONV, 'backbone', 224, 224, R50, '—'),
-    ('DY-Conv-ResNet-50 (4×) backbone', DYCONV, 'backbone', 224, 224, R50, '—'),
-    ('ODConv-ResNet-50 (4×) backbone', ODCONV, 'backbone', 224, 224, R50, '—'),
-    (R50_DET, DET, 'backbone', 800, 1216, None, '—'),
-    ('FDConv-ResNet-50 backbone at the detection input', FDCONV,
-     'backbone', 800, 1216, R50_DET, '—'),
-    (FRCNN, DET, None, 800, 1216, None, 'FDConv paper: 37.2 box AP'),
-    ('Faster R-CNN R50-FPN (DDF-Up)', DDF_UP, None, 800, 1216, FRCNN, '—'),
-    ('Faster R-CNN R50-FPN (CARAFE, carafe_torch)', CARAFE, None, 800, 1216, FRCNN,
-     'mmdet model zoo (published): 38.6 box AP, against 37.4 for nearest'),
-    ('Faster R-CNN R50-FPN (DySample, lp, 4 groups)', DYSAMPLE, None, 800, 1216, FRCNN, '—'),
-    ('Faster R-CNN FDConv-R50-FPN', FDCONV, None, 800, 1216, FRCNN,
-     'FDConv paper (published): +3.6 M params, +1.8 GFLOPs, 39.4 box AP'),
-    ('Faster R-CNN CondConv-R50 (8×)-FPN', CONDCONV, None, 800, 1216, FRCNN, '—'),
-    ('Faster R-CNN ODConv-R50 (4×)-FPN', ODCONV, None, 800, 1216, FRCNN,
-     'ODConv repository (published): 108.91 M params, 39.4 box AP, against 37.4'),
-)
-
-
-def _load_config(config, root):
-    """An ``mmdet::`` config, a config path relative to ``root``, or (base path, overriding config text)."""
-    import os.path as osp
-
-    from mmengine.config import Config
-    if isinstance(config, tuple):
-        base, text = config
-        return Config.fromstring(f'_base_ = {osp.join(root, base)!r}\n{text}\n', '.py')
-    if config.startswith('mmdet::'):
-        return Config.fromstring(f'_base_ = {config!r}', '.py')
-    return Config.fromfile(osp.join(root, config))
-
-
-def comparison_table(root):
-    """Markdown table of :data:`COMPARISON` (configs under ``root``): params, GFLOPs, deltas to the baseline row
-    (``—`` in a baseline row), the part counted by mmdynconv's handles, and the published figure where there is one
-    (``—`` where none is quoted)."""
-    header = ('| model | input | params (M) | GFLOPs | Δ params (M) | Δ GFLOPs | of which mmdynconv ops (GFLOPs) '
-              '| published |')
-    measured, changes, lines = {}, [], [header, '|---|---|---|---|---|---|---|---|']
-    for label, config, part, h, w, base, published in COMPARISON:
-        params, flops, ops = model_complexity(_load_config(config, root), h, w, part)
-        measured[label] = params, flops, ops
-        ours = sum(ops.get(name, 0) for name in OUR_OPS)
-        delta = ('—', '—') if base is None else (f'{(params - measured[base][0]) / 1e6:+.2f}',
-                                                 f'{(flops - measured[base][1]) / 1e9:+.2f}')
-        lines.append(f'| {label} | {h}×{w} | {params / 1e6:.2f} | {flops / 1e9:.2f} | {delta[0]} | {delta[1]} | '
-                     f'{ours / 1e9:.2f} | {published} |')
-        print(lines[-1], flush=True)
-        if base is not None:
-            changes.append(f'- {label} − {base}: ' + _operator_deltas(ops, measured[base][2]))
-    return '\n'.join(lines) + '\n\nΔ GFLOPs by operator (the table\'s rows against their baselines):\n\n' + '\n'.join(
-        changes)
-
-
-def _operator_deltas(ops, base_ops):
-    deltas = {name: (ops.get(name, 0) - base_ops.get(name, 0)) / 1e9 for name in {**base_ops, **ops}}
-    return ', '.join(f'{name} {d:+.2f}' for name, d in sorted(deltas.items(), key=lambda kv: -abs(kv[1]))
-                     if abs(d) >= 0.005)
-
-
-def complexity_page(table, command):
-    """docs/complexity.md: the conventions, the command and the table."""
-    conventions = __doc__.split('\n\n', 1)[1].strip()
-    return (f'# FLOPs and parameters\n\nGenerated by `{command}` (torch {torch.__version__}, CPU); do not edit by '
-            f'hand. Random input, one image, eval mode, tensor-mode forward (no post-processing); the RoI head of '
-            f'Faster R-CNN runs on {PROPOSALS} fixed proposals. Δ columns are against the plain row of the same '
-            f'input size. "published" figures are quoted from the papers, not '
-            f'measured here.\n\n{table}\n\n## How it counts\n\n{conventions}\n')

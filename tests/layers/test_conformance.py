@@ -22,21 +22,19 @@ from mmengine.registry import MODELS
 from torch_support import AUTOCAST_DTYPES
 
 import mmdynconv.layers  # noqa: F401  (registers the layers)
+from mmdynconv.layers.declarations import DECLARATIONS
 
 # 24 > FDConv's dynamic_min_channels (16): FDConv is built dynamic (KSM, FBM), not as its plain-conv fallback.
 CHANNELS = 24
-# Arguments beyond the common ones, where a layer's default is too large for a small, fast case.
-EXTRA = {'FDConv': dict(kernel_num=4), 'carafe_torch': dict(compressed_channels=16)}
 SIZE = (6, 8)
-# Layers that compute parts in float32 also for float64 inputs (FDConv: its kernel and FBM's spectra), compared at a
-# float32 tolerance (max error relative to the largest value) where a memory layout changes the summation order.
-FLOAT32_INSIDE = {'FDConv': 1e-5}
-# Known failures: (layer, autocast dtype) -> reason. Strict: a case that starts passing must be removed from here.
-AUTOCAST_XFAIL = {
-    ('ddf_up', torch.float16): 'DDF FilterNorm divides by (std + 1e-10): a constant generated filter (here a pair of '
-                               'channel branches whose squeezed features ReLU zeroes, at initialisation) has gradients '
-                               '~1e10, which overflow float16',
-}
+# Per layer, from its declaration (mmdynconv/layers/declarations.py): ``small`` arguments beyond the common ones;
+# ``float32_inside``: layers that compute parts in float32 also for float64 inputs (FDConv: its kernel and FBM's
+# spectra), compared at that tolerance (max error relative to the largest value) where a memory layout changes the
+# summation order; ``autocast_xfail``: known autocast failures, strict (a case that starts passing must be removed).
+EXTRA = {name: d.small for name, d in DECLARATIONS.items()}
+FLOAT32_INSIDE = {name: d.float32_inside for name, d in DECLARATIONS.items() if d.float32_inside is not None}
+AUTOCAST_XFAIL = {(name, getattr(torch, dtype)): reason for name, d in DECLARATIONS.items()
+                  for dtype, reason in d.autocast_xfail.items()}
 
 
 def registered_layers():

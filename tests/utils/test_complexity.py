@@ -114,16 +114,19 @@ def test_upsampler_baselines_flops_formula():
     assert ops['grid_sampler'] == 4 * b * c * 2 * h * 2 * w           # bilinear: 4 per output element
 
 
-@needs_custom_ops
-def test_every_comparison_row_has_a_loadable_config():
-    """The FLOPs table's configs parse, the one-change variants with their override applied."""
+def test_every_docs_table_row_is_a_loadable_variant_config():
+    """docs/complexity.md's rows: every declared variant applied to mmdet's Faster R-CNN R50-FPN config."""
     import os.path as osp
-
-    from mmdynconv.utils.complexity import COMPARISON, DYCONV, _load_config
-    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    for _, config, *_ in COMPARISON:
-        assert _load_config(config, root).model.type
-    assert _load_config(DYCONV, root).model.backbone.block_conv_cfg == dict(type='DYConv', num_kernels=4)
+    import sys
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    from experiments.docs_tables.complexity_table import rows, variant_config
+    from mmdynconv.layers.declarations import DECLARATIONS
+    table = rows()
+    variants = {variant for _, variant, *_ in table}
+    assert variants == {None} | {d.variant.name for d in DECLARATIONS.values()}
+    for _, variant, *_ in table:
+        assert variant_config(variant).model.type == 'FasterRCNN'
+    assert variant_config('DY-Conv').model.backbone.block_conv_cfg == dict(type='DYConv', num_kernels=4)
 
 
 def test_flop_counting_on_an_older_torch_says_what_it_needs(monkeypatch):
