@@ -1,6 +1,7 @@
 """nn.Modules registered in mmengine's root ``MODELS`` (conv types ``'DDF'``, ``'FDConv'``; upsampler ``'ddf_up'``)."""
 from .carafe_torch import CARAFETorch  # noqa: F401  (upsampler 'carafe_torch')
 from .cond_conv import CondConv  # noqa: F401  (conv type 'CondConv')
+from .dcd_conv import DCDConv  # noqa: F401  (conv type 'DCD')
 from .ddf_conv import DDFConv  # noqa: F401  (conv type 'DDF')
 from .ddf_upsample import DDFUpsample  # noqa: F401  (upsampler 'ddf_up')
 from .dy_conv import DYConv  # noqa: F401  (conv type 'DYConv')

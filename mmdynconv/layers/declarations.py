@@ -157,6 +157,10 @@ DECLARATIONS: Dict[str, LayerDeclaration] = {d.name: d for d in (
                                   'DY-Conv (4 kernels, temperature 1) in every residual-block conv'),
         hooks=('TemperatureAnnealHook',), **_MIXTURE),
     LayerDeclaration(
+        'DCD', 'conv', Variant('DCD', 'block_convs', dict(type='DCD'),
+                               'DCD (latent dim ⌊√Ci⌋, fc_squeeze 16) in every residual-block conv, as the release'),
+        benchmark='convs', export='aten', plain_conv='converts'),
+    LayerDeclaration(
         'DDF', 'conv', Variant('DDF', 'dcn_slot', dict(type='DDF', kernel_combine='mul', fallback_on_stride=False),
                                "DDF ('mul') as conv2 of every bottleneck (the dcn slot)"),
         ops=('mmdynconv::ddf',), benchmark='ddf', export='decompose',
