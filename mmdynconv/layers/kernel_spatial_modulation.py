@@ -76,7 +76,7 @@ class KernelSpatialModulationGlobal(nn.Module):
                 head.reset_parameters()
 
     def _normalise(self, z):
-        if self.training and z.shape[0] == 1 and not isinstance(self.norm, nn.SyncBatchNorm):
+        if self.norm.training and z.shape[0] == 1 and not isinstance(self.norm, nn.SyncBatchNorm):
             n = self.norm
             return F.batch_norm(z, n.running_mean, n.running_var, n.weight, n.bias, False, 0.0, n.eps)
         return self.norm(z)

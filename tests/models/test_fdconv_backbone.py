@@ -142,3 +142,18 @@ def test_ksm_norms_train_under_norm_eval(ksm_norm_eval):
     assert not model.bn1.training and not model.layer4[0].bn1.training   # norm_eval still freezes the others
     model.eval()
     assert not any(n.training for n in ksm)
+
+
+def test_batch_one_training_in_a_frozen_stage():
+    """A KSM BatchNorm kept training inside a frozen (eval-mode) stage meets batch 1 like any training KSM: it
+    normalises with its running statistics instead of failing (found by the whole-model benchmark at batch 1)."""
+    from mmengine.registry import MODELS
+    importlib.import_module('mmdet.models')
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(dict(type='FDConvResNet', depth=50, base_channels=16, norm_eval=True, frozen_stages=1,
+                                  fdconv_cfg=dict(type='FDConv', kernel_num=4, dynamic_min_channels=4)))
+    model.train()
+    assert not model.layer1.training or not model.layer1[0].conv2.ksm_global.training
+    outs = model(torch.randn(1, 3, 32, 32))
+    sum(o.sum() for o in outs).backward()
+    assert all(torch.isfinite(o).all() for o in outs)
