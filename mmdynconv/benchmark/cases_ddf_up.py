@@ -4,9 +4,10 @@ Methods: ``ddf_up`` ('ddf_up', automatic backend: Triton on CUDA, the reference 
 (forced onto the reference; CUDA only, on CPU it is ``ddf_up``), ``nearest`` / ``bilinear`` (``nn.Upsample``),
 ``deconv`` (ConvTranspose2d, kernel 4, stride 2, padding 1), ``pixel_shuffle`` (3×3 conv C → 4C + pixel shuffle, as
 mmcv's ``PixelShufflePack``), ``carafe`` (mmcv's CARAFE, CUDA only), and every other upsampler whose layer
-declaration names this benchmark (``carafe_torch``, ``dysample``: built from mmengine's ``MODELS`` by name with its
-``benchmark_args``). Full levels:
-the P5→P4, P4→P3, P3→P2 inputs at an 800×1216 image (25×38, 50×76, 100×152), batch 2 (CUDA) or 1 (CPU).
+declaration names this benchmark (``carafe_torch``, ``dysample``, ``fade``: built from mmengine's ``MODELS`` by name
+with its ``benchmark_args``; a guided one, ``takes_guidance``, also gets a (B, C, 2H, 2W) guidance with gradients).
+Full levels: the P5→P4, P4→P3, P3→P2 inputs at an 800×1216 image (25×38, 50×76, 100×152), batch 2 (CUDA) or 1
+(CPU).
 """
 import torch
 from torch import nn
@@ -66,6 +67,10 @@ def builder(method, shape, dtype, device):
         else:
             module = plain_upsampler(method, channels).to(device=device, dtype=dtype)
         x = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
+        if getattr(module, 'takes_guidance', False):   # a guided upsampler: the finer lateral, (B, C, 2H, 2W)
+            b, c, h, w = shape
+            g = torch.randn(b, c, 2 * h, 2 * w, device=device, dtype=dtype, requires_grad=True)
+            return (lambda: module(x, g)), [x, g] + [p for p in module.parameters() if p.requires_grad]
         return module_case(module, x)
     return build
 

@@ -27,7 +27,9 @@ class DDFUpsample(nn.Module):
     with a guidance tensor (e.g. RGB features guiding depth) instead of x; the channel branches still read x.
     ``guidance_at='input'``: guidance is (B, Cg, H, W). ``guidance_at='output'``: guidance is (B, Cg, S·H, S·W) and
     is pixel-unshuffled to (B, Cg·S², H, W), so every low-resolution position sees the full-resolution guidance of
-    the S×S output pixels it produces (no information is lost by resizing).
+    the S×S output pixels it produces (no information is lost by resizing). Built with ``guidance_at='output'``, the
+    instance has ``takes_guidance = True`` (the ``UpsamplerFPN`` guidance protocol): in ``UpsamplerFPN``, with
+    ``guidance_channels`` = the FPN's ``out_channels``, it is guided by the finer level's lateral.
 
     Args:
         channels: C of x (mmcv's upsampler convention, as for ``'carafe'``).
@@ -38,6 +40,8 @@ class DDFUpsample(nn.Module):
 
     Shapes: x (B, C, H, W) → (B, C, S·H, S·W).
     """
+
+    takes_guidance = False   # True on an instance built with guidance at the output's resolution
 
     def __init__(self, channels, scale_factor=2, kernel_size=3, dilation=1, heads=1, kernel_combine='mul',
                  se_ratio=0.2, guidance_channels=None, guidance_at='input', backend=None):
@@ -57,6 +61,7 @@ class DDFUpsample(nn.Module):
         self.kernel_size, self.dilation = kernel_size, dilation
         self.heads, self.kernel_combine, self.backend = heads, kernel_combine, backend
         self.guidance_channels, self.guidance_at = guidance_channels, guidance_at
+        self.takes_guidance = guidance_channels is not None and guidance_at == 'output'
         n, k2 = scale_factor ** 2, kernel_size ** 2
         spatial_in = channels if guidance_channels is None else guidance_channels
         if guidance_channels is not None and guidance_at == 'output':

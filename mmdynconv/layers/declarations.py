@@ -185,6 +185,13 @@ DECLARATIONS: Dict[str, LayerDeclaration] = {d.name: d for d in (
     LayerDeclaration(
         'dysample', 'upsampler', Variant('DySample', 'fpn_upsampler', dict(type='dysample', groups=4),
                                          'DySample (4 groups) as the FPN top-down x2 upsampler'), **_FPN_UP),
+    LayerDeclaration(
+        'fade', 'upsampler',
+        Variant('FADE', 'fpn_upsampler', dict(type='fade', up_kernel=5, gating=True),
+                'FADE (k_up 5, gated, guided by the lateral) as the FPN top-down x2 upsampler'),
+        small=dict(compressed_channels=16), ops=('mmdynconv::carafe',),
+        export='none yet: its reassembly runs mmdynconv::carafe, which has no export decomposition yet '
+               '(as carafe_torch)', **_FPN_UP),
 )}
 
 

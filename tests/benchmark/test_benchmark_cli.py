@@ -37,7 +37,7 @@ def test_all_small_writes_every_table_and_the_docs(tmp_path, capsys):
     group = '1×16×6×7 float32'
     assert up[(group, 'carafe')]['note'] == 'skipped: mmcv CARAFE has no CPU kernel'
     assert float(up[(group, 'ddf_up')]['fwd_bwd_ms/nearest']) > 0
-    for name in ('carafe_torch', 'dysample'):                       # measured once registered, else a note
+    for name in ('carafe_torch', 'dysample', 'fade'):               # measured once registered, else a note
         assert up[(group, name)]['fwd_ms'] or 'not registered' in up[(group, name)]['note']
 
     convs = rows_of(tmp_path / 'convs_cpu.csv')

@@ -10,6 +10,9 @@ mode with backward; batch 1 in training; odd and 1×1 spatial sizes; non-contigu
 same numbers as contiguous); bfloat16 (and float16 where CPU autocast has it) autocast forward and backward; a state
 dict round trip into a fresh layer; ``copy.deepcopy`` and pickle; a wrong channel count, rank or an integer input
 -> a clear error naming the input and what it expects.
+
+A guided upsampler (class or instance attribute ``takes_guidance``, the ``UpsamplerFPN`` protocol) is called as
+``layer(x, guidance)`` with a seeded guidance of the output's size (:func:`call`).
 """
 import copy
 import inspect
@@ -83,12 +86,29 @@ def make_input(b, h, w, dtype=torch.float32, seed=1):
     return torch.randn(b, CHANNELS, h, w, generator=g, dtype=dtype)
 
 
+def layer_inputs(layer, x):
+    """The arguments ``layer`` takes for the input x: (x,), or for a guided upsampler (``takes_guidance``) (x,
+    guidance) with a seeded guidance (B, C_g, 2H, 2W), C_g its ``guidance_channels`` (CHANNELS if it has none)."""
+    if not getattr(layer, 'takes_guidance', False):
+        return (x,)
+    b = x.shape[0] if x.dim() == 4 else 2
+    channels = getattr(layer, 'guidance_channels', None) or CHANNELS
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    g = torch.Generator().manual_seed(2)
+    return x, torch.randn(b, channels, 2 * x.shape[-2], 2 * x.shape[-1], generator=g, dtype=dtype)
+
+
+def call(layer, x):
+    """``layer(x)``, or ``layer(x, guidance)`` for a guided upsampler (:func:`layer_inputs`)."""
+    return layer(*layer_inputs(layer, x))
+
+
 def run_step(layer, x, train=True):
     """Forward (train or eval mode) and backward of a fixed weighted sum: output, input grad, parameter grads."""
     layer.train(train)
     layer.zero_grad(set_to_none=True)
     x = x.detach().requires_grad_()
-    out = layer(x)
+    out = call(layer, x)
     weights = torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view(out.shape)
     (out.double() * weights).sum().backward()
     grads = {k: p.grad for k, p in layer.named_parameters()}
@@ -230,13 +250,13 @@ def trained(name):
         for p in layer.parameters():
             p.add_(0.05 * torch.randn_like(p))
     layer.train()
-    layer(make_input(2, *SIZE, seed=5))
+    call(layer, make_input(2, *SIZE, seed=5))
     return layer
 
 
 def outputs(layer, x):
     with torch.no_grad():
-        return [layer.train(mode)(x) for mode in (False, True)]
+        return [call(layer.train(mode), x) for mode in (False, True)]
 
 
 @pytest.mark.parametrize('name', LAYERS)
@@ -266,7 +286,7 @@ def test_wrong_channel_count_is_a_clear_error(name):
     for x in (torch.randn(2, CHANNELS + 1, *SIZE), torch.randn(2, CHANNELS - 1, *SIZE),
               torch.randn(CHANNELS, *SIZE)):
         with pytest.raises((ValueError, TypeError)) as info:
-            layer(x)
+            call(layer, x)
         message = str(info.value)
         assert message.startswith(f'{name}: ') and 'input' in message and f'(B, {CHANNELS}, H, W)' in message, \
             f'{name}: input of shape {tuple(x.shape)} gave the unclear error {info.type.__name__}: {message}'
@@ -278,7 +298,7 @@ def test_non_floating_input_is_a_clear_error(name, dtype):
     layer = build(name)
     x = torch.ones(2, CHANNELS, *SIZE, dtype=dtype)
     with pytest.raises(TypeError) as info:
-        layer(x)
+        call(layer, x)
     message = str(info.value)
     assert message.startswith(f'{name}: ') and 'input' in message and str(dtype) in message, \
         f'{name}: a {dtype} input gave the unclear error: {message}'

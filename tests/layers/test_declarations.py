@@ -5,7 +5,7 @@ plain-checkpoint loading, the comparison's config variants and the temperature h
 import pytest
 import torch
 from mmengine.registry import HOOKS
-from test_conformance import CHANNELS, LAYERS, build, is_conv, registered_layers
+from test_conformance import CHANNELS, LAYERS, build, is_conv, layer_inputs, registered_layers
 from torch_support import needs_custom_ops, needs_export
 
 from mmdynconv.layers.declarations import DECLARATIONS, EXPORT_RULES, FLOP_HANDLES
@@ -36,7 +36,8 @@ def test_flop_handles_count_every_declared_op(name):
     declared = DECLARATIONS[name]
     missing = [op for op in declared.ops if op not in FLOP_HANDLES]
     assert not missing, f'{name}: ops without a FLOP handle in FLOP_HANDLES: {missing}'
-    analyzer = flop_analyzer(build(name).eval(), (small_input(name),))
+    layer = build(name).eval()
+    analyzer = flop_analyzer(layer, layer_inputs(layer, small_input(name)))
     counted = analyzer.by_operator()
     unsupported = [op for op in analyzer.unsupported_ops() if 'mmdynconv' in op]
     assert not unsupported, f'{name}: the trace runs mmdynconv ops without a FLOP handle: {unsupported}'
@@ -70,13 +71,13 @@ def test_export_rule(name):
 def test_exports_without_custom_ops(name):
     from mmdynconv.deploy.export import export_program
     layer = build(name).eval()
-    x = small_input(name, batch=1)
+    inputs = layer_inputs(layer, small_input(name, batch=1))
     with torch.no_grad():
-        expected = layer(x)
-    program = export_program(layer, (x,))
+        expected = layer(*inputs)
+    program = export_program(layer, inputs)
     targets = {str(node.target) for node in program.graph.nodes if node.op == 'call_function'}
     assert not [t for t in targets if 'mmdynconv' in t], f'{name}: exported graph keeps custom ops {targets}'
-    torch.testing.assert_close(program.module()(x), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(program.module()(*inputs), expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize('name', DECLARED)

@@ -2,13 +2,15 @@
 
 The fixture ``tests/fixtures/layers_float64.pt`` was recorded on torch 2.13 by
 
-    python tests/layers/test_layers_across_torch.py --record
+    python tests/layers/test_layers_across_torch.py --record [NAME ...]
 
-for each layer registered by mmdynconv.layers: its constructor arguments, input, state dict, and the numbers of one
-training step (train-mode output, input and parameter gradients, the output after an SGD step). The test rebuilds
-each layer from the registry on the running torch, loads the recorded state, repeats the step and compares. FDConv
-assembles its kernel and computes FBM's spectra in float32 also for float64 inputs, so its numbers carry float32
-rounding, which may differ between torch releases (FFT back ends); it is compared at a float32 tolerance.
+for each layer registered by mmdynconv.layers (or only the named ones, replaced or added in the existing fixture):
+its constructor arguments, input (and the guidance of a guided upsampler, ``takes_guidance``), state dict, and the
+numbers of one training step (train-mode output, input and parameter gradients, the output after an SGD step). The
+test rebuilds each layer from the registry on the running torch, loads the recorded state, repeats the step and
+compares. FDConv assembles its kernel and computes FBM's spectra in float32 also for float64 inputs, so its numbers
+carry float32 rounding, which may differ between torch releases (FFT back ends); it is compared at a float32
+tolerance.
 """
 import functools
 import inspect
@@ -24,7 +26,7 @@ import mmdynconv.layers  # noqa: F401  (registers the layers)
 FIXTURE = osp.join(osp.dirname(osp.dirname(__file__)), 'fixtures', 'layers_float64.pt')
 CHANNELS, SIZE = 16, (7, 9)
 # Arguments beyond the common ones, where a layer's default is too large for a small, fast case.
-EXTRA = {'FDConv': dict(kernel_num=4)}
+EXTRA = {'FDConv': dict(kernel_num=4), 'fade': dict(compressed_channels=16)}
 # max |actual - expected| relative to max |expected|
 TOLERANCE = {'FDConv': 1e-5}
 DEFAULT_TOLERANCE = 1e-10
@@ -48,31 +50,44 @@ def layer_args(name, cls):
     return dict(args, **EXTRA.get(name, {}))
 
 
-def train_step(layer, x):
-    """One training step in float64: the numbers the fixture holds."""
+def train_step(layer, x, guidance=None):
+    """One training step in float64: the numbers the fixture holds (``guidance``: a guided upsampler's)."""
     layer.train()
     x = x.clone().requires_grad_()
-    out = layer(x)
+    inputs = (x,) if guidance is None else (x, guidance)
+    out = layer(*inputs)
     out.backward(torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out))
     grads = {k: p.grad.clone() for k, p in layer.named_parameters() if p.grad is not None}
     with torch.no_grad():
         for p in layer.parameters():
             if p.grad is not None:
                 p.sub_(0.1 * p.grad)
-    return dict(output=out.detach(), grad_input=x.grad, grads=grads, output_after_step=layer(x).detach())
+    return dict(output=out.detach(), grad_input=x.grad, grads=grads, output_after_step=layer(*inputs).detach())
 
 
-def record():
-    torch.manual_seed(0)
+def record(names=()):
+    """Record every registered layer, or only ``names`` into the existing fixture; each layer seeded with 0."""
     cases = {}
     for name, cls in registered_layers().items():
+        if names and name not in names:
+            continue
+        torch.manual_seed(0)
         args = layer_args(name, cls)
         layer = MODELS.build(dict(type=name, **args)).double()
         x = torch.randn(2, CHANNELS, *SIZE, dtype=torch.float64)
+        guidance = None
+        if getattr(layer, 'takes_guidance', False):
+            guidance = torch.randn(2, layer.guidance_channels, 2 * SIZE[0], 2 * SIZE[1], dtype=torch.float64)
         state = {k: v.clone() for k, v in layer.state_dict().items()}
-        cases[name] = dict(args=args, input=x, state_dict=state, **train_step(layer, x))
+        cases[name] = dict(args=args, input=x, state_dict=state, **train_step(layer, x, guidance),
+                           **({} if guidance is None else dict(guidance=guidance)))
+    unknown = sorted(set(names) - set(cases))
+    if unknown:
+        raise SystemExit(f'not registered: {unknown}')
+    if names:
+        cases = dict(torch.load(FIXTURE)['cases'], **cases)
     torch.save(dict(torch_version=str(torch.__version__), cases=cases), FIXTURE)
-    print(f'recorded {len(cases)} layers on torch {torch.__version__}: {", ".join(cases)} -> {FIXTURE}')
+    print(f'recorded {", ".join(names or cases)} on torch {torch.__version__} -> {FIXTURE}')
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,7 +97,8 @@ def _recorded():
 
 def test_fixture_covers_every_registered_layer():
     missing = sorted(set(registered_layers()) - set(_recorded()))
-    assert not missing, f'layers without recorded numbers: {missing}; rerun python {__file__} --record'
+    assert not missing, f'layers without recorded numbers: {missing}; run python {__file__} --record ' \
+                        f'{" ".join(missing)}'
 
 
 @pytest.mark.parametrize('name', sorted(_recorded()) if osp.exists(FIXTURE) else [])
@@ -90,7 +106,7 @@ def test_one_training_step_matches_the_recording(name):
     case = _recorded()[name]
     layer = MODELS.build(dict(type=name, **case['args'])).double()
     layer.load_state_dict(case['state_dict'], strict=True)
-    got = train_step(layer, case['input'])
+    got = train_step(layer, case['input'], case.get('guidance'))
     tolerance = TOLERANCE.get(name, DEFAULT_TOLERANCE)
     pairs = [('output', got['output'], case['output']), ('grad_input', got['grad_input'], case['grad_input']),
              ('output_after_step', got['output_after_step'], case['output_after_step'])]
@@ -105,6 +121,6 @@ def test_one_training_step_matches_the_recording(name):
 
 
 if __name__ == '__main__':
-    if sys.argv[1:] != ['--record']:
-        raise SystemExit(f'usage: python {sys.argv[0]} --record')
-    record()
+    if sys.argv[1:2] != ['--record']:
+        raise SystemExit(f'usage: python {sys.argv[0]} --record [NAME ...]')
+    record(sys.argv[2:])

@@ -105,3 +105,74 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match='expected 4 input levels'):
         UpsamplerFPN(IN_CHANNELS, 16, 5)(pyramid()[:3])
     assert MODELS.get('UpsamplerFPN') is UpsamplerFPN
+
+
+# --- guided upsamplers (takes_guidance): the finer level's lateral is the guidance --------------------------------
+
+ODD = [(33, 47), (17, 24), (9, 12), (5, 6)]
+
+
+def top_down_by_hand(neck, inputs):
+    """The neck's outputs for its levels, each guided upsampler called with the lateral it must get."""
+    from mmdynconv.models.necks.upsampler_fpn import guidance_of_size
+    laterals = [conv(x) for conv, x in zip(neck.lateral_convs, inputs)]
+    for i in range(len(laterals) - 1, 0, -1):
+        x, target = laterals[i], laterals[i - 1]
+        up = neck.upsamplers[i - 1](x, guidance_of_size(target, 2 * x.shape[2], 2 * x.shape[3]))
+        laterals[i - 1] = target + up[:, :, :target.shape[2], :target.shape[3]]
+    return [conv(lat) for conv, lat in zip(neck.fpn_convs, laterals)]
+
+
+@pytest.mark.parametrize('upsample_cfg', [dict(type='fade'), dict(type='fade', gating=False, up_kernel=3),
+                                          dict(type='ddf_up', guidance_channels=16, guidance_at='output')],
+                         ids=['fade', 'fade-no-gate', 'ddf_up-guided'])
+@pytest.mark.parametrize('sizes', [None, ODD], ids=['even', 'odd'])
+def test_guided_upsamplers_get_the_lateral(upsample_cfg, sizes):
+    neck = UpsamplerFPN(IN_CHANNELS, 16, 5, upsample_cfg=upsample_cfg)
+    neck.init_weights()
+    assert all(up.takes_guidance for up in neck.upsamplers)
+    inputs = pyramid() if sizes is None else [torch.randn(2, c, *s) for c, s in zip(IN_CHANNELS, sizes)]
+    outs = neck(inputs)
+    assert [tuple(o.shape[2:]) for o in outs][:4] == [tuple(x.shape[2:]) for x in inputs]
+    for got, expected in zip(outs, top_down_by_hand(neck, inputs)):
+        assert torch.equal(got, expected)
+    sum(o.sum() for o in outs).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in neck.upsamplers.parameters())
+
+
+class GuidanceProbe(torch.nn.Module):
+    """A guided ×2 upsampler that records the guidance it gets and upsamples by nearest neighbour."""
+    takes_guidance = True
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x, guidance):
+        self.seen.append(guidance)
+        return torch.nn.functional.interpolate(x, scale_factor=2.0)
+
+
+def test_guidance_is_the_unsummed_lateral_extended_by_its_last_row_and_column():
+    neck = UpsamplerFPN(IN_CHANNELS, 16, 4, upsample_cfg=dict(type='nearest'))
+    neck.upsamplers = torch.nn.ModuleList([GuidanceProbe() for _ in range(3)])
+    inputs = [torch.randn(1, c, *s) for c, s in zip(IN_CHANNELS, ODD)]
+    with torch.no_grad():
+        neck(inputs)
+        laterals = [conv(x) for conv, x in zip(neck.lateral_convs, inputs)]
+    for level, probe in enumerate(neck.upsamplers):   # upsamplers[level] brings level + 1 to level's size
+        (guidance,) = probe.seen
+        h, w = ODD[level + 1]
+        assert tuple(guidance.shape) == (1, 16, 2 * h, 2 * w)
+        lateral = laterals[level]
+        th, tw = lateral.shape[2:]
+        assert torch.equal(guidance[:, :, :th, :tw], lateral)
+        assert torch.equal(guidance[:, :, th:, :tw], lateral[:, :, -1:].expand(-1, -1, 2 * h - th, -1))
+        assert torch.equal(guidance[:, :, :, tw:], guidance[:, :, :, tw - 1:tw].expand(-1, -1, -1, 2 * w - tw))
+
+
+def test_unguided_ddf_up_is_called_without_guidance():
+    neck = UpsamplerFPN(IN_CHANNELS, 16, 4, upsample_cfg=dict(type='ddf_up', guidance_channels=16))
+    assert not any(up.takes_guidance for up in neck.upsamplers)   # guidance_at='input' does not fit the protocol
+    with pytest.raises(ValueError, match=r'ddf_up: guidance must have shape'):
+        neck(pyramid())

@@ -1,4 +1,12 @@
-"""FPN whose top-down upsampling is a module built from ``upsample_cfg``, registry type ``'UpsamplerFPN'``."""
+"""FPN whose top-down upsampling is a module built from ``upsample_cfg``, registry type ``'UpsamplerFPN'``.
+
+Guidance protocol: an upsampler that takes a high-resolution guidance declares it with the attribute
+``takes_guidance = True`` (on the class, or set on an instance built guided) and has ``forward(x, guidance)``, x
+(B, C, H, W) and guidance (B, C_g, S·H, S·W), S its scale factor. ``UpsamplerFPN`` then passes the lateral of the
+finer level (before the top-down sum is added to it) as the guidance, extended to exactly 2H×2W by repeating its last
+row / column where the level is smaller (odd sizes). Every other upsampler is called as ``up(x)``.
+"""
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule, build_upsample_layer
@@ -37,6 +45,18 @@ def build_fpn_upsampler(cfg, channels, scale_factor=2):
     return build_upsample_layer(cfg, channels=channels, scale_factor=scale_factor)
 
 
+def guidance_of_size(lateral, h, w):
+    """``lateral`` (B, C, h', w') as (B, C, h, w): rows and columns beyond h' / w' repeat the last one, rows and
+    columns beyond h / w are dropped (the upsampled map is then smaller than the lateral, which ``UpsamplerFPN``
+    reports)."""
+    th, tw = lateral.shape[2:]
+    if th != h:
+        lateral = lateral.index_select(2, torch.arange(h, device=lateral.device).clamp_(max=th - 1))
+    if tw != w:
+        lateral = lateral.index_select(3, torch.arange(w, device=lateral.device).clamp_(max=tw - 1))
+    return lateral
+
+
 @MODELS.register_module()
 class UpsamplerFPN(BaseModule):
     """Feature pyramid network with a pluggable top-down upsampler.
@@ -50,6 +70,9 @@ class UpsamplerFPN(BaseModule):
       it is cropped to the lateral's size; a smaller one is an error;
     - without a ``type`` (mmdet's default ``dict(mode='nearest')``), it is passed to ``F.interpolate`` exactly as
       mmdet's FPN does, so the output equals mmdet's for the same weights.
+
+    A guided upsampler (``takes_guidance``: ``'fade'``, or ``'ddf_up'`` built with ``guidance_channels`` =
+    ``out_channels`` and ``guidance_at='output'``) gets the finer level's lateral as its guidance (module docstring).
 
     Inputs: tuple of (B, in_channels[i], H_i, W_i). Outputs: tuple of ``num_outs`` (B, out_channels, H_j, W_j).
     """
@@ -102,12 +125,16 @@ class UpsamplerFPN(BaseModule):
                                           for _ in range(len(levels) - 1)])
 
     def _upsample(self, i, x, target):
-        """Bring x (level i) to the size of target (level i − 1)."""
+        """Bring x (level i) to the size of target (level i − 1, a lateral: the guidance of a guided upsampler)."""
         if self.upsamplers is None:
             if 'scale_factor' in self.upsample_cfg:
                 return F.interpolate(x, **self.upsample_cfg)
             return F.interpolate(x, size=target.shape[2:], **self.upsample_cfg)
-        up = self.upsamplers[i - 1](x)
+        upsampler = self.upsamplers[i - 1]
+        if getattr(upsampler, 'takes_guidance', False):
+            up = upsampler(x, guidance_of_size(target, 2 * x.shape[2], 2 * x.shape[3]))
+        else:
+            up = upsampler(x)
         (h, w), (th, tw) = up.shape[2:], target.shape[2:]
         if h < th or w < tw:
             raise ValueError(f'UpsamplerFPN: level {i} upsampled to {(h, w)}, smaller than level {i - 1} '
