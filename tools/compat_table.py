@@ -35,7 +35,9 @@ for name, cls in sorted(MODELS.module_dict.items()):
     conv = 'in_channels' in cls.__init__.__code__.co_varnames
     layer = MODELS.build(dict(type=name, in_channels=16, out_channels=16, kernel_size=3, padding=1) if conv
                          else dict(type=name, channels=16, scale_factor=2))
-    layer.train()(torch.randn(2, 16, 7, 9)).square().mean().backward()
+    x = torch.randn(2, 16, 7, 9)
+    inputs = (x, torch.randn(2, 16, 14, 18)) if getattr(layer, 'takes_guidance', False) else (x,)  # guided upsampler
+    layer.train()(*inputs).square().mean().backward()
     trained.append(name)
 out['layers'] = trained
 x, fc, fs = torch.randn(1, 4, 6, 6), torch.randn(1, 4, 3, 3), torch.randn(1, 9, 6, 6)
