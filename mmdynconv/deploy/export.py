@@ -2,13 +2,11 @@
 
 ``torch.export`` captures the model with the custom op ``mmdynconv::ddf`` kept whole; ``run_decompositions``
 then replaces it by :func:`~mmdynconv.deploy.functional.ddf_functional` (standard ops only); the ONNX exporter
-(``torch.onnx.export(..., dynamo=True)``) translates the result. FDConv layers are exported through their pure-
-PyTorch formulation (``FDConv.forward_oracle``: the spectral weight's inverse FFT, the attentions and one grouped
-convolution; FBM's masked FFTs); every FFT is exported as matrix products (``MatMul``), not ONNX ``DFT``. Shapes
-are static: the file runs at the example input's size and batch.
+(``torch.onnx.export(..., dynamo=True)``) translates the result. FDConv layers are exported in their mode
+``'export'`` (:attr:`mmdynconv.layers.FDConv.mode`), the pure-PyTorch formulation: the spectral weight's inverse
+FFT, the attentions and one grouped convolution; FBM's masked FFTs. Every FFT is exported as matrix products
+(``MatMul``), not ONNX ``DFT``. Shapes are static: the file runs at the example input's size and batch.
 """
-import contextlib
-
 import torch
 import torch.utils._pytree as pytree
 
@@ -44,19 +42,12 @@ def decomposition_table():
     return table
 
 
-@contextlib.contextmanager
 def export_mode(model):
-    """Within the block, dynamic FDConv layers of ``model`` run ``forward_oracle`` (traceable pure PyTorch)."""
-    from ..layers.fdconv import FDConv
+    """Context manager: within the block every FDConv layer of ``model`` is in mode ``'export'`` (traceable pure
+    PyTorch); on exit each layer gets its previous mode back (:func:`mmdynconv.layers.fdconv.fdconv_mode`)."""
+    from ..layers.fdconv import fdconv_mode
 
-    patched = [m for m in model.modules() if isinstance(m, FDConv) and m.dynamic]
-    for m in patched:
-        m.forward = m.forward_oracle
-    try:
-        yield model
-    finally:
-        for m in patched:
-            del m.forward
+    return fdconv_mode(model, 'export')
 
 
 def check_export_support():

@@ -1,4 +1,6 @@
 """FDConv: Frequency Dynamic Convolution (Chen et al., CVPR 2025; docs/fdconv.md), the conv type ``'FDConv'``."""
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from mmengine.registry import MODELS
@@ -16,9 +18,12 @@ from ..ops.fdconv_spectrum import (
     spectrum_to_weight,
     weight_to_spectrum,
 )
+from .fdconv_inference import inference_conv
 from .fdconv_release import convert_release_layer, is_release_layout
 from .frequency_band_modulation import FrequencyBandModulation
 from .kernel_spatial_modulation import KernelSpatialModulationGlobal, KernelSpatialModulationLocal
+
+MODES = ('default', 'inference', 'export')
 
 
 def _int(name, value, minimum):
@@ -76,6 +81,18 @@ class FDConv(nn.Module):
     into a fallback layer converts it back.
     A state dict in the authors' layout (``dft_weight``, ``KSM_Global.*``, ``KSM_Local.*``, ``FBM.*``) is converted
     while it loads (:mod:`mmdynconv.layers.fdconv_release`); it needs ``band_order='release'``.
+
+    How a dynamic layer computes its forward is the attribute :attr:`mode` (one of :data:`MODES`; set it directly,
+    with :meth:`set_mode` or for a whole model with :func:`fdconv_mode`; it is not part of the state dict):
+
+    - ``'default'``: the lean op :func:`mmdynconv.ops.fdconv_dynamic_conv` and the lean FBM (training and
+      inference, every backend);
+    - ``'inference'``: in eval mode with gradients disabled, the cached candidate kernels mixed per sample
+      (:mod:`mmdynconv.layers.fdconv_inference`); otherwise as ``'default'``;
+    - ``'export'``: the pure-PyTorch formulation, :func:`mmdynconv.ops.fdconv_oracle` and the masked-FFT FBM oracle
+      (what ONNX export traces and the tests and benchmarks compare against).
+
+    All three give the same numbers up to fp32 rounding; a fallback (plain conv) layer ignores the mode.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
@@ -108,6 +125,7 @@ class FDConv(nn.Module):
         if backend is not None:
             check_choice('FDConv', 'backend', backend, BACKENDS)
         self.backend = backend
+        self.mode = 'default'
         ci, co, k = self.in_channels, self.out_channels, self.kernel_size
         self.dynamic = is_dynamic(ci, co, k, dynamic_min_channels, dynamic_kernel_sizes)
         if ci % self.groups or co % self.groups:
@@ -193,28 +211,40 @@ class FDConv(nn.Module):
         return dict(kernel_att=kernel_att, local_feat=self.ksm_local(g), local_weight=self.ksm_local.weight,
                     pos_att=pos_att, in_att=in_att, out_att=out_att)
 
+    @property
+    def mode(self):
+        """``'default'``, ``'inference'`` or ``'export'``: how the forward is computed (see the class docstring)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode):
+        self._mode = check_choice('FDConv', 'mode', mode, MODES)
+        if mode != 'inference':
+            self.__dict__.pop('_inference_candidates', None)   # inference mode's cache, rebuilt when needed
+
+    def set_mode(self, mode):
+        """Set :attr:`mode` (one of :data:`MODES`; ``ValueError`` otherwise); returns the layer."""
+        self.mode = mode
+        return self
+
     def forward(self, x):
+        """(B, Ci, H, W) -> (B, Co, Ho, Wo), computed as :attr:`mode` says."""
         self._check_input(x)
         if not self.dynamic:
             return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         att = self._attentions(x)
+        if self._mode == 'export':
+            if self.fbm is not None:
+                x = self.fbm.forward_oracle(x)
+            return fdconv_oracle(x, self.spectrum, self.band_index, self.scale, bias=self.bias, stride=self.stride,
+                                 padding=self.padding, dilation=self.dilation, **att)
         if self.fbm is not None:
             x = self.fbm(x)
+        if self._mode == 'inference' and not self.training and not torch.is_grad_enabled():
+            return inference_conv(self, x, **att)
         return fdconv_dynamic_conv(x, self.spectrum, self.band_index, self.scale, bias=self.bias, stride=self.stride,
                                    padding=self.padding, dilation=self.dilation, fold=self.fold_channel_attention,
                                    backend=self.backend, **att)
-
-    def forward_oracle(self, x):
-        """Same output through :func:`mmdynconv.ops.fdconv_oracle` and the FBM oracle (what tests compare against; the
-        benchmarks' baseline)."""
-        self._check_input(x)
-        if not self.dynamic:
-            return self.forward(x)
-        att = self._attentions(x)
-        if self.fbm is not None:
-            x = self.fbm.forward_oracle(x)
-        return fdconv_oracle(x, self.spectrum, self.band_index, self.scale, bias=self.bias, stride=self.stride,
-                                padding=self.padding, dilation=self.dilation, **att)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
@@ -258,3 +288,18 @@ class FDConv(nn.Module):
             return s + f', groups={self.groups}, dynamic=False'
         return s + f', kernel_num={self.kernel_num}, fbm={self.use_fbm}, band_order={self.band_order!r}'
 
+
+
+@contextlib.contextmanager
+def fdconv_mode(model, mode):
+    """Within the block every FDConv layer of ``model`` (a module, itself included) has :attr:`FDConv.mode` ``mode``;
+    each layer's previous mode is restored on exit, also after an exception."""
+    check_choice('fdconv_mode', 'mode', mode, MODES)
+    layers = [(m, m.mode) for m in model.modules() if isinstance(m, FDConv)]
+    for m, _ in layers:
+        m.mode = mode
+    try:
+        yield model
+    finally:
+        for m, previous in layers:
+            m.mode = previous

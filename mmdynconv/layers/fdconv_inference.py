@@ -8,27 +8,29 @@ those of :func:`mmdynconv.ops.fdconv_oracle.fdconv_oracle`. FBM's band masks and
 already caches them per input size.
 
 The cache is rebuilt when the spectrum changes: in-place updates (optimiser steps, ``load_state_dict``) bump the
-parameter's ``_version``, replacing it changes its ``data_ptr``; device and dtype are part of the key too. The cached
-path runs only for a layer in eval mode with gradients disabled (``torch.no_grad()``, as mmengine's val/test
-loops run); otherwise the layer's normal forward runs, so training is unaffected.
+parameter's ``_version``, replacing it changes its ``data_ptr``; device and dtype are part of the key too. It is the
+layer mode ``'inference'`` (:attr:`mmdynconv.layers.FDConv.mode`): the cached path runs only for a layer in eval mode
+with gradients disabled (``torch.no_grad()``, as mmengine's val/test loops run); otherwise the layer's default
+forward runs, so training is unaffected. Leaving the mode drops the cache.
 
     model.apply(fdconv_inference_mode)            # on
     model.apply(partial(fdconv_inference_mode, enabled=False))   # off
 
 Whether it is faster depends on the shape: ``tools/benchmark_inference.py`` measures it.
 """
-import types
-
 import torch
 import torch.nn.functional as F
 
 from ..ops.fdconv_oracle import local_attention_oracle
 from ..ops.fdconv_spectrum import tiled_to_weight
-from .fdconv import FDConv
 
 
+@torch.compiler.disable
 def candidate_kernels(layer):
-    """(n, Co·Ci·k²) fp32: W_j = irfft2(spectrum·α·[band = j]), cached on the layer until the spectrum changes."""
+    """(n, Co·Ci·k²) fp32: W_j = irfft2(spectrum·α·[band = j]), cached on the layer until the spectrum changes.
+
+    A Python-side cache, so never compiled: under ``torch.compile`` the inference mode breaks the graph here (and
+    ``fullgraph=True`` fails; mode ``'default'`` compiles in one graph)."""
     spectrum = layer.spectrum
     key = (spectrum.data_ptr(), spectrum._version, spectrum.device, spectrum.dtype)
     cache = getattr(layer, '_inference_candidates', None)
@@ -44,26 +46,24 @@ def candidate_kernels(layer):
     return candidates
 
 
-def inference_forward(layer, x):
-    """FDConv forward with cached candidate kernels (see the module docstring). x: (B, Ci, H, W) → (B, Co, Ho, Wo)."""
-    if layer.training or torch.is_grad_enabled():
-        return FDConv.forward(layer, x)
-    layer._check_input(x)
-    att = layer._attentions(x)
-    if layer.fbm is not None:
-        x = layer.fbm(x)
+def inference_conv(layer, x, kernel_att, local_feat, local_weight, pos_att, in_att, out_att):
+    """The per-sample convolution of a dynamic FDConv ``layer`` with its kernels mixed from the cached candidates.
+
+    x: (B, Ci, H, W), already band-modulated by FBM; the attentions as the layer computes them (kernel_att (B, n) or
+    None for n = 1, local_feat (B, Ci), local_weight (Co·k², 1, κ), pos_att (B, k²) or None, in_att (B, Ci),
+    out_att (B, Co)). Returns (B, Co, Ho, Wo).
+    """
     b, ci, h, w = x.shape
     co, k = layer.out_channels, layer.kernel_size
     candidates = candidate_kernels(layer)
-    if att['kernel_att'] is None:  # n = 1
+    if kernel_att is None:  # n = 1
         mixed = candidates.expand(b, -1)
     else:
-        mixed = att['kernel_att'].float() @ candidates
-    weight = mixed.view(b, co, ci, k, k) * local_attention_oracle(att['local_feat'].float(),
-                                                                  att['local_weight'].float(), co, k)
-    if att['pos_att'] is not None:
-        weight = weight * att['pos_att'].view(b, 1, 1, k, k)
-    weight = weight * att['in_att'].view(b, 1, ci, 1, 1) * att['out_att'].view(b, co, 1, 1, 1)
+        mixed = kernel_att.float() @ candidates
+    weight = mixed.view(b, co, ci, k, k) * local_attention_oracle(local_feat.float(), local_weight.float(), co, k)
+    if pos_att is not None:
+        weight = weight * pos_att.view(b, 1, 1, k, k)
+    weight = weight * in_att.view(b, 1, ci, 1, 1) * out_att.view(b, co, 1, 1, 1)
     y = F.conv2d(x.reshape(1, b * ci, h, w), weight.reshape(b * co, ci, k, k).to(x.dtype), None, layer.stride,
                  layer.padding, layer.dilation, groups=b)
     y = y.view(b, co, *y.shape[-2:])
@@ -71,13 +71,10 @@ def inference_forward(layer, x):
 
 
 def fdconv_inference_mode(module, enabled=True):
-    """Switch one module's inference mode (for ``model.apply``): a dynamic FDConv layer gets the cached forward
-    (``enabled=True``) or its normal forward back (``False``, cache dropped); other modules are left alone."""
-    if not isinstance(module, FDConv) or not module.dynamic:
-        return module
-    if enabled:
-        module.forward = types.MethodType(inference_forward, module)
-    else:
-        module.__dict__.pop('forward', None)
-        module.__dict__.pop('_inference_candidates', None)
+    """For ``model.apply``: put an FDConv layer in mode ``'inference'`` (``enabled=True``) or back to ``'default'``
+    (``False``, cache dropped), see :attr:`mmdynconv.layers.FDConv.mode`; other modules are left alone."""
+    from .fdconv import FDConv  # here: fdconv.py imports this module
+
+    if isinstance(module, FDConv):
+        module.mode = 'inference' if enabled else 'default'
     return module

@@ -1,11 +1,16 @@
-"""FDConv inference mode (mmdynconv/layers/fdconv_inference.py): same outputs as the normal forward, cache rebuilt
-when the spectrum changes, normal forward when training or when gradients are on, off switch."""
+"""FDConv's forward modes (``FDConv.mode``): the inference mode (mmdynconv/layers/fdconv_inference.py) gives the
+outputs of the default forward, rebuilds its cache when the spectrum changes and runs the default forward when
+training or when gradients are on; the mode is validated, switched without touching the layer's methods, and
+``fdconv_mode`` / ``export_mode`` restore each layer's previous mode."""
+import copy
 import functools
 
 import pytest
 import torch
 
+from mmdynconv.deploy import export_mode
 from mmdynconv.layers import FDConv
+from mmdynconv.layers.fdconv import MODES, fdconv_mode
 from mmdynconv.layers.fdconv_inference import candidate_kernels, fdconv_inference_mode
 from mmdynconv.ops.fdconv_spectrum import band_kernels
 
@@ -32,7 +37,7 @@ def test_inference_mode_matches_forward(ci, co, k, n, kw, shape):
         ref = layer(x)
         layer.apply(fdconv_inference_mode)
         got = layer(x)
-    assert 'forward' in layer.__dict__
+    assert layer.mode == 'inference' and '_inference_candidates' in layer.__dict__
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
 
 
@@ -57,7 +62,7 @@ def test_candidates_are_the_band_kernels_and_follow_the_spectrum():
         ref2 = layer(x)
     torch.testing.assert_close(got2, ref2, rtol=1e-5, atol=1e-5 * ref2.abs().max().item())
     assert not torch.allclose(got, got2)
-    assert 'forward' not in layer.__dict__ and '_inference_candidates' not in layer.__dict__
+    assert layer.mode == 'default' and '_inference_candidates' not in layer.__dict__
 
 
 def test_training_and_grad_use_the_normal_forward():
@@ -74,8 +79,52 @@ def test_training_and_grad_use_the_normal_forward():
 
 
 def test_other_modules_untouched():
-    plain = FDConv(8, 8, 3, padding=1)  # min(Ci, Co) <= 16: a plain conv
     conv = torch.nn.Conv2d(3, 3, 1)
-    for m in (plain, conv):
-        fdconv_inference_mode(m)
-        assert 'forward' not in m.__dict__
+    fdconv_inference_mode(conv)
+    assert not hasattr(conv, 'mode')
+    plain = FDConv(8, 8, 3, padding=1)  # min(Ci, Co) <= 16: a plain conv, the same in every mode
+    x = torch.randn(1, 8, 5, 5)
+    ref = plain(x)
+    for mode in MODES:
+        assert torch.equal(plain.set_mode(mode)(x), ref)
+
+
+def test_modes_give_the_same_numbers_without_replacing_methods():
+    layer = _layer(20, 24, 3, 4, padding=1)
+    x = torch.randn(2, 20, 9, 9)
+    assert layer.mode == 'default'
+    with torch.no_grad():
+        outputs = {mode: layer.set_mode(mode)(x) for mode in MODES}
+    assert not {'forward', '_inference_candidates'} & set(layer.__dict__)   # 'export' was last: cache dropped
+    for mode in ('inference', 'export'):
+        torch.testing.assert_close(outputs[mode], outputs['default'], rtol=1e-5,
+                                   atol=1e-5 * outputs['default'].abs().max().item())
+
+
+def test_mode_is_validated():
+    layer = _layer(20, 24, 3, 4, padding=1)
+    message = r"FDConv: mode must be one of \('default', 'inference', 'export'\), got 'oracle'"
+    for set_mode in (layer.set_mode, functools.partial(setattr, layer, 'mode')):
+        with pytest.raises(ValueError, match=message):
+            set_mode('oracle')
+    with pytest.raises(ValueError, match=r"fdconv_mode: mode must be one of .*got 'fast'"):
+        with fdconv_mode(layer, 'fast'):
+            pass
+    assert layer.mode == 'default'
+
+
+@pytest.mark.parametrize('enter', [export_mode, functools.partial(fdconv_mode, mode='export')],
+                         ids=['export_mode', 'fdconv_mode'])
+def test_export_mode_restores_each_previous_mode(enter):
+    """Layers in inference mode stay in it after an export (which used to switch them off), also after an error."""
+    model = torch.nn.Sequential(_layer(20, 24, 3, 4, padding=1), _layer(24, 20, 1, 4), FDConv(8, 8, 3))
+    model[0].mode = 'inference'
+    state = copy.deepcopy(model.state_dict())
+    with enter(model):
+        assert [m.mode for m in model] == ['export'] * 3
+    assert [m.mode for m in model] == ['inference', 'default', 'default']
+    with pytest.raises(RuntimeError, match='inside'):
+        with enter(model):
+            raise RuntimeError('inside')
+    assert [m.mode for m in model] == ['inference', 'default', 'default']
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
