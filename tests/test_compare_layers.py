@@ -1,14 +1,18 @@
-"""tools/compare_layers.py: job expansion, per-run configs, resume rules, tables and plot, and a --quick run."""
+"""tools/compare_layers.py, demo preset: job expansion, per-run configs, resume rules, tables and plot, and a
+--quick run (every run through the config runner)."""
 import csv
 import json
 import os.path as osp
-from dataclasses import asdict
 
 import pytest
 from tool_runner import ROOT, run_tool
 
-from mmdynconv.comparison import QUICK, bar_plot, finetune_jobs, markdown_table, pretrain_jobs, variants
-from mmdynconv.comparison.runner import job_config, run_job
+from mmdynconv.comparison.cells import finetune_jobs, pretrain_jobs, variants
+from mmdynconv.comparison.config_runner import run_config, run_queue, write_run_config
+from mmdynconv.comparison.plot import bar_plot
+from mmdynconv.comparison.protocol import QUICK
+from mmdynconv.comparison.report import markdown_table
+from mmdynconv.comparison.runner import job_options, job_run
 
 
 def test_jobs_cover_every_variant_init_and_seed_core_first():
@@ -22,34 +26,55 @@ def test_jobs_cover_every_variant_init_and_seed_core_first():
     assert {(j.task, j.seed) for j in first} == {('det', 0)} and {j.variant for j in first} == set(core)
     assert {j.pretrain for j in jobs if j.init == 'pretrained' and j.variant == 'DDF-ResNet'} == {'ddf'}
     assert {j.pretrain for j in jobs if j.init == 'scratch'} == {None}
-    assert [j.pretrain for j in pretrain_jobs(chosen)] == ['plain', 'ddf']
+    assert [j.key for j in pretrain_jobs(chosen)] == ['pretrain/plain/seed0', 'pretrain/ddf/seed0']
+    assert jobs[0].key == 'det/plain/pretrained/seed0' and jobs[0].folder == 'det/plain/pretrained'
     with pytest.raises(ValueError, match='unknown names'):
         variants(names=['FDConv'])
 
 
-def test_job_config_pretrained_vs_scratch(tmp_path):
+def test_job_options_pretrained_vs_scratch(tmp_path):
     jobs = {(j.variant, j.init): j for j in finetune_jobs(variants(('det',)), QUICK)}
-    pre = job_config(jobs['FDConv-ResNet', 'pretrained'], QUICK, str(tmp_path))
+    pre = job_options(jobs['FDConv-ResNet', 'pretrained'], QUICK, str(tmp_path))
     backbone = pre['model']['backbone']
     assert backbone['init_cfg']['checkpoint'] == str(tmp_path / 'pretrained' / 'plain_backbone.pth')
     assert backbone['frozen_stages'] == 1 and backbone['norm_eval'] is True
-    assert job_config(jobs['DDF-ResNet', 'pretrained'], QUICK, str(tmp_path))['model']['backbone']['init_cfg'][
+    assert job_options(jobs['DDF-ResNet', 'pretrained'], QUICK, str(tmp_path))['model']['backbone']['init_cfg'][
         'checkpoint'].endswith('ddf_backbone.pth')
-    scratch = job_config(jobs['FDConv-ResNet', 'scratch'], QUICK, str(tmp_path))
-    assert 'model' not in scratch and scratch['randomness'] == dict(seed=0)
-    assert scratch['train_cfg']['max_iters'] == QUICK.det.iters
+    scratch = job_options(jobs['FDConv-ResNet', 'scratch'], QUICK, str(tmp_path))
+    assert 'model' not in scratch and scratch['train_cfg']['max_iters'] == QUICK.det.iters
     assert scratch['train_dataloader']['dataset']['data_root'] == str(tmp_path / 'data' / 'eval' / 'coco') + '/'
 
 
-def test_finished_run_from_another_schedule_is_an_error(tmp_path):
+def test_job_config_is_the_config_file_with_the_options(tmp_path):
+    """The run config is the variant's config file (its model, optimiser and hooks) with the protocol's entries."""
+    from mmengine.config import Config
+    jobs = {(j.variant, j.init): j for j in finetune_jobs(variants(('det',)), QUICK)}
+    job = jobs['FDConv-ResNet KSM-BN-train', 'pretrained']
+    run = job_run(job, QUICK, str(tmp_path))
+    cfg = run_config(run.cfg, run.model, run.seed, str(tmp_path / job.key))
+    own = Config.fromfile(job.config)
+    assert cfg.model.neck == own.model.neck and cfg.optim_wrapper == own.optim_wrapper
+    assert cfg.model.backbone.type == 'FDConvResNet' and cfg.model.backbone.frozen_stages == 1
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=str(tmp_path / 'pretrained' /
+                                                                                 'plain_backbone.pth'))
+    assert [h.type for h in cfg.custom_hooks] == ['KSMNormTrainHook', 'DumpMetricsHook']
+    assert cfg.randomness.seed == 0 and cfg.train_cfg.max_iters == QUICK.det.iters
+    assert cfg.train_dataloader.batch_size == QUICK.det.batch_size
+    assert run.metric == 'coco/bbox_mAP' and job_run(jobs['plain', 'scratch'], QUICK, str(tmp_path)).cfg.model == \
+        Config.fromfile(jobs['plain', 'scratch'].config).model
+
+
+def test_finished_run_from_another_config_is_an_error(tmp_path):
     job = finetune_jobs(variants(('det',)), QUICK)[0]
+    run = job_run(job, QUICK, str(tmp_path))
     folder = tmp_path / job.key
     folder.mkdir(parents=True)
-    (folder / 'result.json').write_text(json.dumps(dict(schedule=dict(iters=999))))
-    with pytest.raises(RuntimeError, match='was made with schedule'):
-        run_job(job, QUICK, str(tmp_path))
-    (folder / 'result.json').write_text(json.dumps(dict(schedule=asdict(QUICK.det), value=0.5)))
-    assert run_job(job, QUICK, str(tmp_path))['value'] == 0.5  # finished: skipped, not rerun
+    (folder / 'result.json').write_text(json.dumps(dict(config_sha='0' * 16)))
+    with pytest.raises(RuntimeError, match='was made from another config'):
+        run_queue([run], str(tmp_path))
+    _, sha = write_run_config(run.cfg, run.model, run.seed, str(tmp_path), run.variant)
+    (folder / 'result.json').write_text(json.dumps(dict(config_sha=sha, value=0.5)))
+    assert run_queue([run], str(tmp_path))[0]['value'] == 0.5  # finished: skipped, not rerun
 
 
 def _result(task, variant, init, seed, value):
@@ -90,6 +115,7 @@ def test_bad_arguments(tmp_path, capsys):
 def test_quick_comparison_end_to_end_and_resume(tmp_path):
     out = tmp_path / 'cmp'
     args = ('tools/compare_layers.py', '--out', str(out), '--quick', '--tasks', 'det', '--variants', 'FDConv-ResNet')
+    assert run_tool(*args, '--dry-run').stdout.count('to do ') == 5
     first = run_tool(*args).stdout
     assert first.count('[compare] start') == 5 and 'FAILED' not in first  # pretraining + 2 variants x 2 inits
     with open(out / 'results.csv') as f:
@@ -104,8 +130,11 @@ def test_quick_comparison_end_to_end_and_resume(tmp_path):
                for k in line.split(':', 1)[1].split(',')]
     assert missing and all(('.ksm_' in k or '.fbm.' in k) for k in missing)
     assert osp.isfile(out / 'pretrained' / 'plain_backbone.pth')
+    assert json.loads((out / 'pretrain/plain/seed0/result.json').read_text())['config_sha']
     second = run_tool(*args).stdout  # resumable: nothing reruns
     assert '[compare] start' not in second and '4 runs' in second
+    report = run_tool(*args, '--inits', 'scratch', '--report').stdout  # the chosen cells only
+    assert '2 runs' in report and 'fine-tuned from pretrained' not in (out / 'table.md').read_text()
 
 
 def _one_adamw_step(conv, x, probe, lr_mult=1.0, weight_decay=0.0, zero_grad=False):

@@ -1,11 +1,13 @@
 """Compare the dynamic layers on your own mmdet / mmseg config, or (preset demo, the default) on the demo data.
 
     python tools/compare_layers.py --config MY_CONFIG.py --out DIR [--variants FDConv,DDF-Up,...] [--seeds 0,1,2]
-        [--cfg-options k=v ...] [--metric NAME] [--launcher pytorch --gpus N] [--jobs J]
+        [--variant-config NAME=PATH ...] [--cfg-options k=v ...] [--metric NAME] [--launcher pytorch --gpus N]
+        [--jobs J]
 
 With ``--config``: one config per variant, derived by the variant's one-change rule (mmdynconv/models/variants.py;
 ``--variants`` defaults to every variant that applies, a named variant that does not apply is refused before anything
-runs), each trained with every seed; everything else identical. Writes ``results.csv``, ``table.md`` (metric and cost
+runs) or, for ``--variant-config NAME=PATH``, the model of the config PATH, each trained with every seed; everything
+else identical. Writes ``results.csv``, ``table.md`` (metric and cost
 ratios to the plain model, costs measured in this invocation on this device) and ``cost.png`` into ``--out``.
 Finished runs are skipped, interrupted ones resume from their last checkpoint. See docs/comparison.md.
 
@@ -20,24 +22,19 @@ DDF-Up neck, DDF-ResNet, FDConv-ResNet, and the baselines whose configs exist un
 schedule and seeds, from the pretrained backbone and from scratch. Writes ``results.csv`` (one row per run),
 ``table.md`` (mean ± std over seeds) and ``comparison.png`` into ``--out``. A finished run (its ``result.json``) is
 skipped, so an interrupted comparison continues where it stopped. Protocol: :mod:`mmdynconv.comparison.protocol`.
+Every training run of both goes through :mod:`mmdynconv.comparison.config_runner`.
 """
 import argparse
-import os
 import os.path as osp
+import re
 import sys
-import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without installing
 
-from mmdynconv.comparison import (  # noqa: E402
-    PROTOCOLS,
-    bar_plot,
-    collect_results,
-    markdown_table,
-    run_comparison,
-    write_csv,
-)
 from mmdynconv.comparison.cells import INITS  # noqa: E402
+from mmdynconv.comparison.config_runner import ConfigRefused, NothingToReport, compare_config  # noqa: E402
+from mmdynconv.comparison.protocol import PROTOCOLS  # noqa: E402
+from mmdynconv.comparison.runner import run_demo  # noqa: E402
 
 
 class DictAction(argparse.Action):
@@ -50,74 +47,19 @@ class DictAction(argparse.Action):
 
 def main_config(args):
     """The comparison on ``--config`` (see the module docstring)."""
-    import json
-
-    from mmdynconv.comparison import config_report as report
-    from mmdynconv.comparison.config_runner import (
-        DEFAULT_METRICS,
-        ConfigRefused,
-        collect,
-        load_user_config,
-        plan_variants,
-        run_all,
-        run_key,
-        task_scope,
-    )
-    from mmdynconv.models.variants import CONFIG_VARIANTS
+    launch = dict(launcher=args.launcher, gpus=args.gpus, nnodes=args.nnodes, node_rank=args.node_rank,
+                  master_addr=args.master_addr, master_port=args.master_port)
     try:
-        cfg = load_user_config(args.config, args.cfg_options)
-        scope = task_scope(cfg)
-        models, refused = plan_variants(cfg, args.variants.split(',') if args.variants else None)
+        summary = compare_config(args.config, args.out, args.variants.split(',') if args.variants else None,
+                                 args.variant_config, args.seeds, args.cfg_options, args.metric, args.jobs,
+                                 args.threads, launch, args.cost_iters, args.dry_run, args.report)
     except ConfigRefused as e:
         print(f'compare_layers.py: error: {e}', file=sys.stderr)
         return 2
-    for msg in refused.values():
-        print(f'[compare] skipped: {msg}')
-    metric = args.metric or DEFAULT_METRICS[scope]
-    out = osp.abspath(args.out)
-    if args.dry_run:
-        for s in args.seeds:
-            for v in models:
-                done = osp.isfile(osp.join(out, run_key(v, s), 'result.json'))
-                print(('done  ' if done else 'to do ') + run_key(v, s))
-        return 0
-    os.makedirs(out, exist_ok=True)
-    cost_file = osp.join(out, 'cost.json')
-    start = time.time()
-    if not args.report:
-        if args.node_rank == 0:
-            import torch
-            torch.set_num_threads(args.threads)
-            from mmdynconv.comparison.cost import measure_costs
-            costs = measure_costs(cfg, models, args.cost_iters)
-            with open(cost_file, 'w') as f:
-                json.dump(costs, f, indent=1)
-        launch = dict(launcher=args.launcher, gpus=args.gpus, nnodes=args.nnodes, node_rank=args.node_rank,
-                      master_addr=args.master_addr, master_port=args.master_port)
-        run_all(cfg, models, args.seeds, out, metric, args.jobs, args.threads, launch)
-        if args.node_rank != 0:
-            return 0
-    if not osp.isfile(cost_file):
-        print(f'no cost measurement under {out} (run without --report first)')
+    except NothingToReport as e:
+        print(e)
         return 1
-    with open(cost_file) as f:
-        costs = json.load(f)
-    results = collect(out, list(models), args.seeds)
-    if not results:
-        print(f'no finished runs under {out}')
-        return 1
-    report.write_csv(results, costs, osp.join(out, 'results.csv'))
-    layers = {n: CONFIG_VARIANTS[n].layer for n in models if n in CONFIG_VARIANTS}
-    layers['plain'] = 'the config as given'
-    table = report.markdown_table(results, costs, metric, list(models), layers, refused)
-    with open(osp.join(out, 'table.md'), 'w') as f:
-        f.write(table)
-    report.cost_plot(results, costs, metric, osp.join(out, 'cost.png'))
-    print(table)
-    print(f'[compare] {len(results)} runs; this invocation took {time.time() - start:.0f} s; '
-          f'wrote {osp.join(out, "results.csv")}, table.md, cost.png')
-    missing = len(models) * len(args.seeds) - len(results)
-    return 1 if missing else 0
+    return 1 if summary and summary['missing'] else 0
 
 
 def _seeds(text):
@@ -130,6 +72,14 @@ def _seeds(text):
     return seeds
 
 
+def _variant_config(text):
+    name, sep, path = text.partition('=')
+    if not sep or not path or not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9._+-]*', name):
+        raise argparse.ArgumentTypeError(f'expected NAME=PATH, NAME of letters, digits and ._+- (a folder name), '
+                                         f'got {text!r}')
+    return name, path
+
+
 DEMO_ONLY = ('quick', 'tasks', 'det_seeds', 'seg_seeds')
 
 
@@ -139,6 +89,9 @@ def parse_args(argv=None):
     p.add_argument('--config', default=None, help='an mmdet / mmseg config to compare the layers on')
     p.add_argument('--preset', choices=['demo'], default=None, help='the demo comparison (default without --config)')
     p.add_argument('--seeds', type=_seeds, default=(0,), help='--config: seeds of every variant (default 0)')
+    p.add_argument('--variant-config', type=_variant_config, action='append', default=None, metavar='NAME=PATH',
+                   help='--config: also compare the variant NAME whose model is the model of the config PATH '
+                   '(repeatable; --variants can name it)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
                    help='--config: override config entries of every variant, e.g. train_cfg.max_iters=100')
     p.add_argument('--metric', default=None, help='--config: primary metric (default coco/bbox_mAP for mmdet, mIoU '
@@ -174,8 +127,13 @@ def parse_args(argv=None):
                     f'--cost-iters {args.cost_iters}')
         if args.launcher == 'none' and (args.gpus != 1 or args.nnodes != 1):
             p.error(f'--gpus {args.gpus} / --nnodes {args.nnodes} need --launcher pytorch')
+        names = [n for n, _ in args.variant_config or []]
+        if len(set(names)) != len(names):
+            p.error(f'--variant-config: each NAME once, got {", ".join(names)}')
+        args.variant_config = dict(args.variant_config or [])
     else:
-        bad = [o for o, v in (('--seeds', args.seeds != (0,)), ('--cfg-options', args.cfg_options),
+        bad = [o for o, v in (('--seeds', args.seeds != (0,)), ('--variant-config', args.variant_config),
+                              ('--cfg-options', args.cfg_options),
                               ('--metric', args.metric), ('--launcher', args.launcher != 'none')) if v]
         if bad:
             p.error(f'{", ".join(bad)}: options of --config, not of the demo preset (pass --config CONFIG)')
@@ -199,24 +157,12 @@ def main(argv=None):
     if args.config is not None:
         return main_config(args)
     protocol = PROTOCOLS['quick' if args.quick else 'full'].with_seeds(args.det_seeds, args.seg_seeds, args.tasks)
-    names = args.variants.split(',') if args.variants else None
-    start = time.time()
-    if not args.report:
-        run_comparison(protocol, args.out, names, args.inits, args.jobs, args.threads, dry_run=args.dry_run)
-        if args.dry_run:
-            return 0
-    results = collect_results(args.out)
-    if not results:
-        print(f'no finished runs under {args.out}')
+    try:
+        run_demo(protocol, args.out, args.variants.split(',') if args.variants else None, args.inits, args.jobs,
+                 args.threads, args.dry_run, args.report)
+    except NothingToReport as e:
+        print(e)
         return 1
-    write_csv(results, osp.join(args.out, 'results.csv'))
-    table = markdown_table(results)
-    with open(osp.join(args.out, 'table.md'), 'w') as f:
-        f.write(table)
-    bar_plot(results, osp.join(args.out, 'comparison.png'))
-    print(table)
-    print(f'[compare] {len(results)} runs; this invocation took {time.time() - start:.0f} s; '
-          f'wrote {osp.join(args.out, "results.csv")}, table.md, comparison.png')
     return 0
 
 

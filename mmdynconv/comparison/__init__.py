@@ -1,14 +1,10 @@
-"""The layer comparison of ``tools/compare_layers.py``: protocol (data, schedule, seeds), cells, a resumable runner,
-aggregation into ``results.csv`` / a markdown table, and the bar plot.
+"""The layer comparison of ``tools/compare_layers.py``: :func:`compare_config` compares the layers' variants on any
+mmdet / mmseg config (:mod:`.config_runner`; costs :mod:`.cost`, tables :mod:`.config_report`); :class:`Run` and
+:func:`run_queue` train any list of configs the same way (the demo preset does).
 
 Importing this package does not import mmengine's Runner; :mod:`.metrics_hook` (imported by the per-run configs)
 registers the hook that records a run's metrics.
 """
-from .cells import Job, Variant, finetune_jobs, pretrain_jobs, variants
-from .plot import bar_plot
-from .protocol import FULL, PROTOCOLS, QUICK, Protocol
-from .report import aggregate, markdown_table, write_csv
-from .runner import collect_results, run_comparison
+from .config_runner import ConfigRefused, NothingToReport, Run, collect, compare_config, run_all, run_queue
 
-__all__ = ['FULL', 'PROTOCOLS', 'QUICK', 'Job', 'Protocol', 'Variant', 'aggregate', 'bar_plot', 'collect_results',
-           'finetune_jobs', 'markdown_table', 'pretrain_jobs', 'run_comparison', 'variants', 'write_csv']
+__all__ = ['ConfigRefused', 'NothingToReport', 'Run', 'collect', 'compare_config', 'run_all', 'run_queue']

@@ -2,6 +2,8 @@
 import os.path as osp
 from dataclasses import dataclass
 
+from mmdynconv.comparison.config_runner import run_key
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(ROOT, 'configs', 'compare')
 INITS = ('pretrained', 'scratch')
@@ -71,7 +73,8 @@ def variants(tasks=('det', 'seg'), names=None):
 @dataclass(frozen=True)
 class Job:
     """One training run. ``kind``: ``'pretrain'`` or ``'finetune'``; ``init``: ``'pretrained'`` / ``'scratch'``
-    (fine-tuning) or None; ``key``: its folder under the output root."""
+    (fine-tuning) or None; ``folder``: the config runner's variant name (``<task>/<variant>/<init>`` or
+    ``pretrain/<kind>``); ``key``: its folder under the output root (``<folder>/seed<k>``)."""
     kind: str
     task: str
     variant: str
@@ -81,10 +84,14 @@ class Job:
     pretrain: str = None
 
     @property
-    def key(self):
+    def folder(self):
         if self.kind == 'pretrain':
             return f'pretrain/{self.pretrain}'
-        return f'{self.task}/{self.variant.replace(" ", "_")}/{self.init}/seed{self.seed}'
+        return f'{self.task}/{self.variant.replace(" ", "_")}/{self.init}'
+
+    @property
+    def key(self):
+        return run_key(self.folder, self.seed)
 
 
 def pretrain_jobs(chosen):

@@ -1,15 +1,30 @@
 """Tables and plot of a ``--config`` comparison: accuracy (mean ± std over seeds, difference to plain) next to cost
 as ratios to the plain model, all costs measured in the same invocation on the same device."""
+import csv
 import json
 import math
-
-from .report import mean_std, write_rows
+import statistics
 
 COST_FIELDS = ('params', 'flops', 'train_step_ms', 'peak_mib', 'infer_img_s')
 COST_TITLES = dict(params='params', flops='FLOPs', train_step_ms='train step', peak_mib='peak mem',
                    infer_img_s='infer img/s')
 CSV_FIELDS = ('variant', 'seed', 'metric', 'value', 'wall_s') + COST_FIELDS + tuple(
     f'{k}_ratio' for k in COST_FIELDS) + ('device', 'flops_note', 'metrics')
+
+
+def write_rows(rows, fields, path):
+    """A CSV file of ``rows`` (dicts) with the columns ``fields`` (other keys ignored)."""
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fields, extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def mean_std(values):
+    """dict(mean, std, n) of ``values``; std is the sample std (nan for one value)."""
+    values = list(values)
+    return dict(mean=statistics.fmean(values), std=statistics.stdev(values) if len(values) > 1 else math.nan,
+                n=len(values))
 
 
 def _ratio(costs, name, key):

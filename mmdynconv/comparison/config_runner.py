@@ -1,6 +1,7 @@
-"""The comparison on a user's config (``tools/compare_layers.py --config``): one config per variant, derived by the
-variant's one-change transform (:mod:`mmdynconv.models.variants`), every variant trained with each seed by
-``tools/train.py`` (or under ``torch.distributed.run`` with ``--launcher pytorch``), everything else identical.
+"""The comparison on a user's config (``tools/compare_layers.py --config``, :func:`compare_config`): one config per
+variant, derived by the variant's one-change transform (:mod:`mmdynconv.models.variants`) or taken from another
+config file (a *file variant*: that file's ``model``), every variant trained with each seed by ``tools/train.py`` (or
+under ``torch.distributed.run`` with ``--launcher pytorch``), everything else identical.
 
 Held equal between the plain model and every variant: the whole config except the transformed part (data, pipeline,
 schedule, optimiser, ``load_from`` / ``init_cfg``, evaluator), the seed (``randomness.seed`` and the train sampler's
@@ -8,7 +9,11 @@ seed, so the data order is the same), the launcher and the number of processes. 
 ``<out>/<variant>/seed<k>/``: ``config.py`` (the full config, dumped), ``train.log``, ``metrics.json`` (the last
 validation) and ``result.json`` (written when the run finished). A finished run is skipped; an interrupted one is
 resumed from its last checkpoint (mmengine ``resume``); a ``result.json`` made from another config is an error.
+
+:func:`run_queue` runs any list of :class:`Run` (each with its own config and metric) the same way; the demo preset
+of ``tools/compare_layers.py`` (``experiments/``) trains through it.
 """
+import copy
 import hashlib
 import json
 import os
@@ -18,10 +23,13 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
-from .cells import ROOT
-
-TRAIN_TOOL = osp.join(ROOT, 'tools', 'train.py')
+PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(PACKAGE_DIR)  # the repository root in a clone (or an editable install)
+# tools/train.py of the clone; in an installed wheel the copy setup.py puts into mmdynconv/.mim
+TRAIN_TOOL = next((p for p in (osp.join(ROOT, 'tools', 'train.py'), osp.join(PACKAGE_DIR, '.mim', 'tools', 'train.py'))
+                   if osp.isfile(p)), osp.join(ROOT, 'tools', 'train.py'))
 DEFAULT_METRICS = dict(mmdet='coco/bbox_mAP', mmseg='mIoU')
 PLAIN = 'plain'
 
@@ -30,15 +38,20 @@ class ConfigRefused(ValueError):
     """The config (or a variant named in ``--variants``) cannot be compared; raised before anything runs."""
 
 
-def load_user_config(path, cfg_options=None):
-    """The config as ``tools/train.py`` reads it (``--cfg-options`` merged, ``mmdynconv::`` bases resolved)."""
+class NothingToReport(RuntimeError):
+    """No cost measurement or no finished run under the output folder (``--report`` before any run)."""
+
+
+def load_user_config(path, cfg_options=None, option='--config'):
+    """The config as ``tools/train.py`` reads it (``cfg_options`` merged, ``mmdynconv::`` bases resolved);
+    ``option`` names the argument ``path`` came from in the error."""
     from mmengine.config import Config
 
     from ..utils.config_scope import replace_package_scope
     if path.startswith(('mmdet::', 'mmseg::')):  # a packaged config, e.g. mmdet::retinanet/retinanet_r18_fpn_1x_coco.py
         cfg = Config.fromstring(f'_base_ = {path!r}\n', '.py')
     elif not osp.isfile(path):
-        raise ConfigRefused(f'--config: {path!r} is neither a file nor an mmdet:: / mmseg:: config')
+        raise ConfigRefused(f'{option}: {path!r} is neither a file nor an mmdet:: / mmseg:: config')
     else:
         cfg = Config.fromfile(path)
     if cfg_options:
@@ -59,31 +72,57 @@ def task_scope(cfg):
     return scope
 
 
-def plan_variants(cfg, names=None):
+def _as_dict(cfg):
+    """A ConfigDict / dict tree as plain dicts and lists."""
+    if isinstance(cfg, dict):
+        return {k: _as_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(_as_dict(v) for v in cfg)
+    return cfg
+
+
+def file_variant_model(name, path, scope, cfg_options=None):
+    """The model config of the file variant ``name``: the ``model`` of the config ``path`` (with the same
+    ``cfg_options`` merged as into the compared config), whose ``default_scope`` must be ``scope``."""
+    other = load_user_config(path, cfg_options, option=f'--variant-config {name}')
+    if other.get('default_scope') != scope or not other.get('model'):
+        raise ConfigRefused(f'--variant-config {name}: {path!r} must have default_scope {scope!r} (the --config\'s) '
+                            f'and a model, got default_scope {other.get("default_scope")!r}')
+    return _as_dict(other.model)
+
+
+def plan_variants(cfg, names=None, files=None, cfg_options=None):
     """({'plain': model cfg, variant: model cfg, ...}, {variant: refusal message}).
 
-    ``names=None``: every declared variant that applies (the others are returned as refused); named variants that
-    do not apply raise :class:`ConfigRefused` with every refusal, before anything runs."""
-    from ..models.variants import applicable_variants
+    ``files``: {name: config path} of the file variants (see :func:`file_variant_model`; ``cfg_options`` is merged
+    into each). ``names=None``: every declared variant that applies (the others are returned as refused), then every
+    file variant; ``names`` picks declared and file variants by name; named declared variants that do not apply
+    raise :class:`ConfigRefused` with every refusal, before anything runs."""
+    from ..models.variants import CONFIG_VARIANTS, applicable_variants
     scope = task_scope(cfg)
-    names = None if names is None else [n for n in names if n != PLAIN]
+    files = dict(files or {})
+    clash = [n for n in files if n == PLAIN or n in CONFIG_VARIANTS]
+    if clash:
+        raise ConfigRefused(f'--variant-config: names must differ from {PLAIN!r} and the declared variants '
+                            f'({", ".join(CONFIG_VARIANTS)}), got {", ".join(clash)}')
+    declared = None if names is None else [n for n in names if n != PLAIN and n not in files]
     try:
-        done, refused = applicable_variants(cfg.model, scope, names)
+        done, refused = applicable_variants(cfg.model, scope, declared)
     except ValueError as e:  # unknown names
         raise ConfigRefused(f'--variants: {e}') from None
-    if names is not None and refused:
+    if declared is not None and refused:
         raise ConfigRefused('--variants: ' + '; '.join(refused.values()))
+    for name, path in files.items():
+        if names is None or name in names:
+            done[name] = file_variant_model(name, path, scope, cfg_options)
     if not done:
         raise ConfigRefused('--config: no variant applies to this config: ' + '; '.join(refused.values()))
-    from ..models.variants import _plain
-    return {PLAIN: _plain(cfg.model), **done}, refused
+    return {PLAIN: _as_dict(cfg.model), **done}, refused
 
 
 def run_config(cfg, model_cfg, seed, work):
     """The run's full config (relative data paths resolve against the current directory, where every run starts):
     ``cfg`` with ``model_cfg``, the seed, the work dir and the metrics hook."""
-    import copy
-
     from mmengine.config import Config
     run = Config(copy.deepcopy(cfg._cfg_dict.to_dict()), filename=cfg.filename)
     run.model = model_cfg
@@ -187,8 +226,20 @@ def device_slots(jobs, gpus, cuda_devices):
     return [','.join(str(d) for d in range(i * gpus, (i + 1) * gpus)) for i in range(jobs)]
 
 
-def run_all(cfg, models, seeds, out, metric, jobs=1, threads=1, launch=None, log=print):
-    """Every (variant, seed), seed by seed (so an interrupted comparison has whole seeds); returns the results."""
+class Run(NamedTuple):
+    """One training run of :func:`run_queue`: ``variant`` (its folder under the output root, less ``seed<k>``; may
+    hold ``/``), ``seed``, ``cfg`` (the config it is made from), ``model`` (the model config that replaces
+    ``cfg.model``) and ``metric`` (the primary metric of its result)."""
+    variant: str
+    seed: int
+    cfg: object
+    model: dict
+    metric: str
+
+
+def run_queue(runs, out, jobs=1, threads=1, launch=None, log=print):
+    """Run (or resume, or skip when finished) every :class:`Run` with :func:`run_one`, ``jobs`` at a time, started
+    in the order given, each with ``threads`` OpenMP threads; returns their results (None where a run failed)."""
     import torch
     launch = dict(launch or {})
     gpus = launch.get('gpus', 1)
@@ -201,20 +252,25 @@ def run_all(cfg, models, seeds, out, metric, jobs=1, threads=1, launch=None, log
     base_env['PYTHONPATH'] = os.pathsep.join(filter(None, [ROOT, base_env.get('PYTHONPATH')]))
 
     def run(item):
-        variant, seed = item
         slot, devices = slots.get()
         try:
             env = dict(base_env)
             if devices is not None:
                 env['CUDA_VISIBLE_DEVICES'] = devices
-            return run_one(cfg, models[variant], variant, seed, out, metric, env,
+            return run_one(item.cfg, item.model, item.variant, item.seed, out, item.metric, env,
                            dict(launch, master_port=base_port + slot), log)
         finally:
             slots.put((slot, devices))
 
-    items = [(v, s) for s in seeds for v in models]
     with ThreadPoolExecutor(jobs) as pool:
-        return [r for r in pool.map(run, items) if r is not None]
+        return list(pool.map(run, runs))
+
+
+def run_all(cfg, models, seeds, out, metric, jobs=1, threads=1, launch=None, log=print):
+    """Every (variant, seed) of ``cfg`` with ``models`` ({variant: model cfg}), seed by seed (so an interrupted
+    comparison has whole seeds); returns the results of the runs that finished."""
+    runs = [Run(v, s, cfg, models[v], metric) for s in seeds for v in models]
+    return [r for r in run_queue(runs, out, jobs, threads, launch, log) if r is not None]
 
 
 def collect(out, variants, seeds):
@@ -227,3 +283,66 @@ def collect(out, variants, seeds):
                 with open(path) as f:
                     results.append(json.load(f))
     return results
+
+
+def compare_config(config, out, variants=None, variant_configs=None, seeds=(0,), cfg_options=None, metric=None,
+                   jobs=1, threads=1, launch=None, cost_iters=10, dry_run=False, report_only=False, log=print):
+    """The comparison on ``config`` (a file or an ``mmdet::`` / ``mmseg::`` config): plan the variants
+    (:func:`plan_variants`: ``variants`` names, ``variant_configs`` {name: config path}), measure every model's cost
+    in this process (node 0; skipped with ``report_only``), run or resume every (variant, seed) (:func:`run_all`;
+    ``launch``: :func:`train_command`'s launcher arguments), then write ``results.csv``, ``table.md``, ``cost.png``
+    and (with the costs) ``cost.json`` into ``out``. ``dry_run`` only logs the runs, done or to do.
+
+    Returns dict(results, costs, table, missing: runs without a result), or None for a dry run and on nodes other
+    than 0. Raises :class:`ConfigRefused` before anything runs, :class:`NothingToReport` when ``out`` holds no cost
+    measurement or no finished run."""
+    from ..models.variants import CONFIG_VARIANTS
+    from . import config_report as report
+    launch = dict(launch or {})
+    cfg = load_user_config(config, cfg_options)
+    scope = task_scope(cfg)
+    models, refused = plan_variants(cfg, variants, variant_configs, cfg_options)
+    for msg in refused.values():
+        log(f'[compare] skipped: {msg}')
+    metric = metric or DEFAULT_METRICS[scope]
+    out = osp.abspath(out)
+    if dry_run:
+        for s in seeds:
+            for v in models:
+                done = osp.isfile(osp.join(out, run_key(v, s), 'result.json'))
+                log(('done  ' if done else 'to do ') + run_key(v, s))
+        return None
+    os.makedirs(out, exist_ok=True)
+    cost_file = osp.join(out, 'cost.json')
+    start = time.time()
+    node_rank = launch.get('node_rank', 0)
+    if not report_only:
+        if node_rank == 0:
+            import torch
+            torch.set_num_threads(threads)
+            from .cost import measure_costs
+            costs = measure_costs(cfg, models, cost_iters, log)
+            with open(cost_file, 'w') as f:
+                json.dump(costs, f, indent=1)
+        run_all(cfg, models, seeds, out, metric, jobs, threads, launch, log)
+        if node_rank != 0:
+            return None
+    if not osp.isfile(cost_file):
+        raise NothingToReport(f'no cost measurement under {out} (run without --report first)')
+    with open(cost_file) as f:
+        costs = json.load(f)
+    results = collect(out, list(models), seeds)
+    if not results:
+        raise NothingToReport(f'no finished runs under {out}')
+    report.write_csv(results, costs, osp.join(out, 'results.csv'))
+    layers = {n: CONFIG_VARIANTS[n].layer for n in models if n in CONFIG_VARIANTS}
+    layers.update({n: f'model of {p}' for n, p in (variant_configs or {}).items() if n in models})
+    layers[PLAIN] = 'the config as given'
+    table = report.markdown_table(results, costs, metric, list(models), layers, refused)
+    with open(osp.join(out, 'table.md'), 'w') as f:
+        f.write(table)
+    report.cost_plot(results, costs, metric, osp.join(out, 'cost.png'))
+    log(table)
+    log(f'[compare] {len(results)} runs; this invocation took {time.time() - start:.0f} s; '
+        f'wrote {osp.join(out, "results.csv")}, table.md, cost.png')
+    return dict(results=results, costs=costs, table=table, missing=len(models) * len(seeds) - len(results))

@@ -1,30 +1,15 @@
 """Aggregation of the comparison's results: ``results.csv`` (one row per run) and the markdown table (mean ± std
 over seeds per variant and initialisation, with the seed count and the difference to the plain model)."""
-import csv
 import math
 import statistics
 
 from .cells import INITS
+from .config_report import mean_std, write_rows
 
 CSV_FIELDS = ('task', 'variant', 'init', 'seed', 'metric', 'value', 'wall_s', 'max_grad_norm')
 SPIKE = 1e3  # a logged gradient norm above this (the clip threshold is 35) marks a loss spike
 TASK_TITLES = dict(det='Detector: Faster R-CNN tiny R50-FPN, bbox mAP', seg='Segmenter: semantic FPN tiny R50, mIoU')
 INIT_TITLES = dict(pretrained='fine-tuned from pretrained', scratch='from scratch')
-
-
-def write_rows(rows, fields, path):
-    """A CSV file of ``rows`` (dicts) with the columns ``fields`` (other keys ignored)."""
-    with open(path, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fields, extrasaction='ignore')
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def mean_std(values):
-    """dict(mean, std, n) of ``values``; std is the sample std (nan for one value)."""
-    values = list(values)
-    return dict(mean=statistics.fmean(values), std=statistics.stdev(values) if len(values) > 1 else math.nan,
-                n=len(values))
 
 
 def write_csv(results, path):
