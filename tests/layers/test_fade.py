@@ -1,4 +1,7 @@
-"""FADE upsampler ('fade'): docs/fade.md semantics against a float64 oracle, options, edge cases, errors, building."""
+"""FADE upsampler ('fade'): docs/fade.md semantics against a float64 oracle, options, edge cases, errors, building,
+and the authors' release (a recorded fixture)."""
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -244,3 +247,29 @@ def test_release_names_convert():
     assert set(RELEASE_NAMES.values()) == set(ours)
     with pytest.raises(KeyError, match=r"fade: not a parameter of the released FADE modules: \['aligner.conv.weight'"):
         convert_release_state_dict(dict(l2h, **{'aligner.conv.weight': ours['gate.weight']}))
+
+
+# --- the release (github.com/poppinace/fade, commit e4de4db) -----------------------------------------------------
+# Recorded by ``python tools/fade_release_parity.py FADE_L2H.py FADE_H2L.py --record e4de4db`` (torch 2.13 CPU, the
+# release's mmcv carafe replaced by the tool's unfold stand-in): float64 cases of its FADE, SemiShiftUp and FADELite
+# (FADE_L2H.py) and its ECCV FADE (FADE_H2L.py), each with the release-layout state dict, the inputs (x: its decoder
+# feature, guidance: its encoder feature), its output and the gradients for the output gradient linspace(-1, 1).
+
+RELEASE = torch.load(Path(__file__).parents[1] / 'fixtures' / 'fade_release_e4de4db.pt', weights_only=True)
+
+
+@pytest.mark.parametrize('record', RELEASE['records'], ids=lambda r: f"{r['file'][:-3]}-{r['cls']}")
+def test_matches_the_release(record):
+    state = convert_release_state_dict(record['state_dict'])
+    layer = FADE(record['channels'], 2, up_kernel=record['up_kernel'],
+                 compressed_channels=state['decoder_compressor.weight'].shape[0], **record['options']).double()
+    layer.load_state_dict(state, strict=True)
+    x, g = record['x'].clone().requires_grad_(), record['guidance'].clone().requires_grad_()
+    out = layer(x, g)
+    out.backward(torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out))
+    assert_close(out, record['output'], 'output')
+    params = dict(layer.named_parameters())
+    got = dict(x=x.grad, guidance=g.grad, **{k: params[RELEASE_NAMES[k]].grad for k in record['state_dict']})
+    assert sorted(got) == sorted(record['grads'])
+    for name, expected in record['grads'].items():
+        assert_close(got[name], expected, f'grad of {name}')
