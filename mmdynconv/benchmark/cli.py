@@ -6,7 +6,7 @@ import torch
 
 from . import report
 from .harness import Settings, run_benchmark
-from .registry import MODULES, get_benchmark
+from .registry import ALL, MODULES, OPT_IN, get_benchmark
 
 DOCS = os.path.join('docs', 'benchmarks.md')
 DOCS_INTRO = """# Benchmarks
@@ -62,7 +62,8 @@ def parser():
     p = argparse.ArgumentParser(description='Benchmark mmdynconv ops and layers against baselines measured in the '
                                             'same run; write CSV, markdown and a PNG plot per benchmark.')
     p.add_argument('benchmarks', nargs='*', metavar='NAME', help=f'one or more of {", ".join(MODULES)}')
-    p.add_argument('--all', action='store_true', help='run every benchmark and write the docs page (--docs)')
+    p.add_argument('--all', action='store_true', help=f'run every benchmark but {", ".join(OPT_IN)} and write the '
+                   'docs page (--docs)')
     p.add_argument('--device', choices=('cpu', 'cuda'), default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--dtype', nargs='+', choices=('float32', 'bfloat16', 'float16'),
                    help='dtypes to measure (default: float32; float32 bfloat16 on CUDA)')
@@ -107,7 +108,7 @@ def main(argv=None):
                         warmup=args.warmup, budget_s=args.budget, clock=args.clock)
     command = report.command_line(None if argv is None else ['tools/benchmark.py', *argv])
     sections = []
-    for name in list(MODULES) if args.all else args.benchmarks:
+    for name in ALL if args.all else args.benchmarks:
         benchmark = get_benchmark(name)
         env = report.environment(args.device)
         print(f'# {benchmark.title}: {command}\n# {env}', flush=True)
@@ -118,7 +119,7 @@ def main(argv=None):
         os.makedirs(os.path.dirname(args.docs) or '.', exist_ok=True)
         with open(args.docs, 'w') as f:
             has_report = os.path.exists(os.path.join(os.path.dirname(args.docs), 'gpu_report.md'))
-            intro = DOCS_INTRO.format(names=', '.join(MODULES), gpu_report=GPU_REPORT if has_report else NO_GPU_REPORT,
+            intro = DOCS_INTRO.format(names=', '.join(ALL), gpu_report=GPU_REPORT if has_report else NO_GPU_REPORT,
                                       clock_note=CPU_CLOCK_NOTE if args.clock == 'cpu' else WALL_CLOCK_NOTE)
             f.write(intro + '\n' + '\n'.join(sections))
         print(f'wrote {args.docs}')

@@ -12,7 +12,7 @@ import os
 import sys
 import xml.etree.ElementTree as ET
 
-from .registry import MODULES
+from .registry import ALL
 from .report import columns, write_csv
 
 
@@ -65,7 +65,7 @@ def build(out_dir, mode, command):
     parts.append('## Benchmarks\n')
     all_rows = []
     bench_dir = os.path.join(out_dir, 'bench')
-    for name in MODULES:
+    for name in ALL:
         found = sorted(glob.glob(os.path.join(bench_dir, f'{name}_*.csv')))
         if not found:
             parts.append(f'### {name}\n\n(not run)\n')

@@ -112,7 +112,7 @@ def markdown_table(rows, shown=None):
 
 def plot(rows, path, title, metric='fwd_bwd_ms'):
     """Horizontal bars of ``metric`` (forward-only rows: fwd_ms) per group and method, log scale; False without
-    matplotlib."""
+    matplotlib or without a measured row."""
     try:
         import matplotlib
         matplotlib.use('Agg')
@@ -120,6 +120,8 @@ def plot(rows, path, title, metric='fwd_bwd_ms'):
     except ImportError:
         return False
     measured = [r for r in rows if r.get(metric) is not None or r.get('fwd_ms') is not None]
+    if not measured:
+        return False
     labels = [f'{r["group"]}  {r["method"]}' for r in measured]
     values = [r.get(metric, r.get('fwd_ms')) for r in measured]
     groups = list(dict.fromkeys(r['group'] for r in measured))

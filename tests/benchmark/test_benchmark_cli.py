@@ -3,8 +3,8 @@ import csv
 
 import pytest
 
-from mmdynconv.benchmark import MODULES
 from mmdynconv.benchmark.cli import main, parse_args
+from mmdynconv.benchmark.registry import ALL
 from mmdynconv.ops import triton_available, triton_interpreter_enabled
 
 FAST = ['--shapes', 'small', '--repeat', '1', '--warmup', '0', '--budget', '0', '--device', 'cpu']
@@ -17,12 +17,12 @@ def rows_of(path):
 def test_all_small_writes_every_table_and_the_docs(tmp_path, capsys):
     docs = tmp_path / 'benchmarks.md'
     assert main(['--all', *FAST, '--out', str(tmp_path), '--docs', str(docs)]) == 0
-    for name in MODULES:
+    for name in ALL:
         for ext in ('csv', 'md', 'png'):
             assert (tmp_path / f'{name}_cpu.{ext}').stat().st_size > 0, (name, ext)
     text = docs.read_text()
     assert text.startswith('# Benchmarks')
-    assert text.count('\npython tools/benchmark.py --all --shapes small') == len(MODULES)
+    assert text.count('\npython tools/benchmark.py --all --shapes small') == len(ALL)
     assert '| shape | k | dtype | method | fwd ms | fwd+bwd ms | peak MiB | fwd+bwd ÷ depthwise |' in text
 
     ddf = rows_of(tmp_path / 'ddf_cpu.csv')
