@@ -26,6 +26,44 @@ def convert_release_state_dict(state_dict, prefix=''):
     return state_dict
 
 
+class LatentNorm(nn.Module):
+    """BatchNorm over the latent channels (dim 1 of (B, C, ...)) that follows its layer's train / eval mode only.
+
+    Parameters and buffers are ``nn.BatchNorm``'s (``weight``, ``bias``, ``running_mean``, ``running_var``,
+    ``num_batches_tracked``; momentum 0.1, eps 1e-5), so release state dicts load, but it is no ``_BatchNorm``: a
+    backbone's ``norm_eval`` (every ``_BatchNorm`` in eval mode) leaves it normalising with batch statistics, whereas
+    its initial running statistics (0, 1) would not normalise at all. In training, an input with one value per
+    channel (or none) is normalised with the running statistics, which it does not update.
+    """
+
+    def __init__(self, channels, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.empty(channels))
+        self.bias = nn.Parameter(torch.empty(channels))
+        self.register_buffer('running_mean', torch.empty(channels))
+        self.register_buffer('running_var', torch.empty(channels))
+        self.register_buffer('num_batches_tracked', torch.tensor(0, dtype=torch.long))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """γ = 1, β = 0, running mean 0 and variance 1, no batches tracked."""
+        with torch.no_grad():
+            for t, value in ((self.weight, 1), (self.bias, 0), (self.running_mean, 0), (self.running_var, 1),
+                             (self.num_batches_tracked, 0)):
+                t.fill_(value)
+
+    def forward(self, z):
+        batch_stats = self.training and z.numel() > z.shape[1]
+        if batch_stats:
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(z, self.running_mean, self.running_var, self.weight, self.bias, batch_stats,
+                            self.momentum, self.eps)
+
+    def extra_repr(self):
+        return f'{self.weight.shape[0]}, eps={self.eps}, momentum={self.momentum}'
+
+
 @MODELS.register_module('DCD')
 class DCDConv(nn.Module):
     """``W(x) = Λ(x) W0 + P Φ(x) Qᵀ``: a static kernel W0 scaled per output channel by Λ(x), plus a dynamic residual
@@ -33,8 +71,8 @@ class DCDConv(nn.Module):
     L×L matrix Φ(x) (dynamic channel fusion) and expands to the output channels (P).
 
     The residual sits at the kernel's centre tap (as the release applies it to 3×3 convs: a 1×1 conv with the conv's
-    stride), so it is computed on the input sampled at the centre tap of every output position; with two BatchNorms
-    in the latent space as in the release, the output is
+    stride), so it is computed on the input sampled at the centre tap of every output position; with the release's
+    two BatchNorms in the latent space, the output is
     ``Λ(x) ⊙ conv(x, W0) + P [BN2(Φ(x) u) + u] + bias``, ``u = BN1(Qᵀ x_centre)``, never forming per-sample kernels.
     Φ(x) (B, L, L) and Λ(x) (B, Co) come from the dynamic branch: adaptive average pool to ``pool_size``² cells ->
     ``fc`` (Ci·pool_size² -> S) -> SE gate ``y ⊙ hsig(fc_gate(y))`` -> ``fc_phi`` (S -> L²) and
@@ -51,6 +89,9 @@ class DCDConv(nn.Module):
         fc_squeeze: S = max(Ci·pool_size², G·L²) // fc_squeeze, at least 4 (release: 16).
         squeeze: S directly, overriding ``fc_squeeze``.
         pool_size: cells per side of the pooled descriptor (release: 1 in bottlenecks, 2 in BasicBlocks).
+        zero_init_residual: start with P = 0 (not the release's init): the layer starts as Λ(x) ⊙ conv(x, W0). In
+            eval mode, before its running statistics are trained, the release's init gives a residual quadratic in
+            the input (Φ(x) scales with x and BN2 does not normalise yet), which explodes through a frozen stage.
 
     Shapes: (B, Ci, H, W) -> (B, Co, Ho, Wo), Ho/Wo as ``nn.Conv2d``. Parameters: ``weight`` W0 (Co, Ci/G, kh, kw),
     ``bias`` (Co,) or None, ``q.weight`` (G·L, Ci/G, 1, 1), ``p.weight`` (Co, L, 1, 1), ``bn1`` / ``bn2`` (G·L),
@@ -64,14 +105,15 @@ class DCDConv(nn.Module):
     P and the Λ head still get gradients, and Q, Φ from the first step on. DCD parameters in the same state dict load
     afterwards and take precedence.
 
-    A training-mode forward whose latent BatchNorms see one value per channel (B·Ho·Wo = 1) or none (B = 0)
+    The latent BatchNorms ``bn1`` / ``bn2`` are :class:`LatentNorm`: they follow the layer's train / eval mode, not a
+    backbone's ``norm_eval``; with one value per channel (B·Ho·Wo = 1) or none (B = 0) a training-mode forward
     normalises with, and does not update, the running statistics (the release fails there).
     """
 
     NAME = 'DCD'
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
-                 dim=None, fc_squeeze=16, squeeze=None, pool_size=1):
+                 dim=None, fc_squeeze=16, squeeze=None, pool_size=1, zero_init_residual=False):
         super().__init__()
         name = self.NAME
         self.in_channels = check_int(name, 'in_channels', in_channels, 1)
@@ -87,8 +129,10 @@ class DCDConv(nn.Module):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f'{name}: groups ({groups}) must divide in_channels ({in_channels}) and out_channels '
                              f'({out_channels})')
-        if not isinstance(bias, bool):
-            raise TypeError(f'{name}: bias must be a bool, got {bias!r}')
+        for arg, value in (('bias', bias), ('zero_init_residual', zero_init_residual)):
+            if not isinstance(value, bool):
+                raise TypeError(f'{name}: {arg} must be a bool, got {value!r}')
+        self.zero_init_residual = zero_init_residual
         self.pool_size = check_int(name, 'pool_size', pool_size, 1)
         pooled = in_channels * self.pool_size ** 2
         self.dim = max(math.isqrt(pooled // groups), 1) if dim is None else check_int(name, 'dim', dim, 1)
@@ -101,8 +145,8 @@ class DCDConv(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.q = nn.Conv2d(in_channels, latent, 1, groups=groups, bias=False)
         self.p = nn.Conv2d(latent, out_channels, 1, groups=groups, bias=False)
-        self.bn1 = nn.BatchNorm2d(latent)
-        self.bn2 = nn.BatchNorm1d(latent)
+        self.bn1 = LatentNorm(latent)
+        self.bn2 = LatentNorm(latent)
         self.fc = nn.Linear(pooled, self.squeeze, bias=False)
         self.fc_gate = nn.Linear(self.squeeze, self.squeeze, bias=False)
         self.fc_phi = nn.Linear(self.squeeze, groups * self.dim ** 2, bias=False)
@@ -111,12 +155,14 @@ class DCDConv(nn.Module):
 
     def init_weights(self):
         """The release's: conv kernels N(0, 2/(kh·kw·out)), BatchNorms reset, linear layers PyTorch's default; zero
-        bias."""
+        bias; P zero with ``zero_init_residual``."""
         with torch.no_grad():
             for w in (self.weight, self.q.weight, self.p.weight):
                 w.normal_(0.0, math.sqrt(2.0 / (w.shape[0] * w.shape[2] * w.shape[3])))
             if self.bias is not None:
                 self.bias.zero_()
+            if self.zero_init_residual:
+                self.p.weight.zero_()
         for m in (self.bn1, self.bn2, self.fc, self.fc_gate, self.fc_phi, self.fc_scale):
             m.reset_parameters()
 
@@ -144,11 +190,6 @@ class DCDConv(nn.Module):
             x = F.pad(x, pads)
         return x[(Ellipsis, *starts)]
 
-    def _normalise(self, bn, z):
-        if self.training and z.numel() <= z.shape[1] and not isinstance(bn, nn.SyncBatchNorm):
-            return F.batch_norm(z, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-        return bn(z)
-
     def forward(self, x):
         check_feature_map(self.NAME, 'input', x, self.in_channels)
         b, g, dim = x.shape[0], self.groups, self.dim
@@ -158,14 +199,15 @@ class DCDConv(nn.Module):
         y = y * hard_sigmoid2(self.fc_gate(y))
         phi = self.fc_phi(y).reshape(b, g, dim, dim)                                        # (B, G, L, L)
         scale = hard_sigmoid2(self.fc_scale(y))                                             # Λ (B, Co)
-        u = self._normalise(self.bn1, self.q(self._centre_taps(x, (ho, wo))))             # (B, G·L, Ho, Wo)
+        u = self.bn1(self.q(self._centre_taps(x, (ho, wo))))                                # (B, G·L, Ho, Wo)
         u = u.reshape(b, g * dim, ho * wo)
         fused = torch.matmul(phi, u.reshape(b, g, dim, ho * wo)).reshape(b, g * dim, ho * wo)
-        u = self._normalise(self.bn2, fused) + u
+        u = self.bn2(fused) + u
         out = out * scale[:, :, None, None] + self.p(u.reshape(b, g * dim, ho, wo))
         return out if self.bias is None else out + self.bias[:, None, None]
 
     def extra_repr(self):
         return (f'{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, '
                 f'padding={self.padding}, dilation={self.dilation}, groups={self.groups}, '
-                f'bias={self.bias is not None}, dim={self.dim}, squeeze={self.squeeze}, pool_size={self.pool_size}')
+                f'bias={self.bias is not None}, dim={self.dim}, squeeze={self.squeeze}, pool_size={self.pool_size}, '
+                f'zero_init_residual={self.zero_init_residual}')
