@@ -1,7 +1,14 @@
 """Argument checks shared by every op and layer: clear errors naming the caller, the argument and what it expects.
 
-Torch-free, so layers and ops alike use it. ``owner`` is the op or layer name the message starts with.
+``owner`` is the op or layer name the message starts with. Each op validates its arguments in one function named
+``check_<op>_args`` built on these helpers.
 """
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+__all__ = ['FLOAT_DTYPES', 'check_int', 'check_pair', 'check_optional_bool', 'check_choice', 'check_positive',
+           'check_feature_map', 'check_tensor', 'check_like']
 
 
 def check_int(owner, name, value, minimum=None):
@@ -52,3 +59,27 @@ def check_feature_map(owner, name, x, channels):
     if not x.is_floating_point():
         raise TypeError(f'{owner}: {name} must be a floating-point tensor, got {x.dtype}')
     return x
+
+
+def check_tensor(owner, name, value, dtypes=FLOAT_DTYPES, ndim=None):
+    """``value`` if it is a tensor with a dtype in ``dtypes`` (any dtype when None) and ``ndim`` dimensions (any when
+    None); TypeError / ValueError naming ``name`` otherwise."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f'{owner}: {name} must be a torch.Tensor, got {type(value).__name__}')
+    if dtypes is not None and value.dtype not in dtypes:
+        names = [str(d).replace('torch.', '') for d in dtypes]
+        expected = names[0] if len(names) == 1 else f'{", ".join(names[:-1])} or {names[-1]}'
+        raise TypeError(f'{owner}: {name} must be {expected}, got {value.dtype}')
+    if ndim is not None and value.dim() != ndim:
+        raise ValueError(f'{owner}: {name} must be {ndim}-D, got shape {tuple(value.shape)}')
+    return value
+
+
+def check_like(owner, name, value, ref_name, ref, dtype=False):
+    """``value`` if it has the dtype (when ``dtype``) and the device of the tensor ``ref`` (the argument
+    ``ref_name``); TypeError / ValueError otherwise."""
+    if dtype and value.dtype != ref.dtype:
+        raise TypeError(f"{owner}: {name} must have {ref_name}'s dtype {ref.dtype}, got {value.dtype}")
+    if value.device != ref.device:
+        raise ValueError(f"{owner}: {name} must be on {ref_name}'s device {ref.device}, got {value.device}")
+    return value

@@ -1,6 +1,7 @@
 """Backend selection shared by every op in :mod:`mmdynconv.ops`.
 
-Each op takes ``backend=None | 'reference' | 'triton'``:
+Each op takes ``backend=None | 'reference' | 'triton'`` and passes it to :func:`resolve_backend` with the backends it
+implements (its ``OP_BACKENDS``):
 
 - ``'reference'``: the pure-PyTorch implementation (any device, any floating dtype);
 - ``'triton'``: the fused Triton kernels. CUDA tensors, or CPU tensors when ``TRITON_INTERPRET=1`` is set before the
@@ -11,7 +12,9 @@ Each op takes ``backend=None | 'reference' | 'triton'``:
   automatic choice is then the reference, said once in the log, and ``backend='triton'`` raises.
 
 An explicit ``backend`` argument wins over ``MMDYNCONV_BACKEND``; the variable forces a backend wherever the caller
-leaves the choice open (layers, configs, whole models).
+leaves the choice open (layers, configs, whole models). An op without Triton kernels (``OP_BACKENDS ==
+('reference',)``) runs its reference under ``None`` whatever the variable says, and raises ``ValueError`` for an
+explicit ``backend='triton'``.
 """
 import contextlib
 import logging
@@ -34,6 +37,10 @@ TRITON_MIN = (3, 0)  # oldest Triton the kernels are compiled and interpreter-te
 TRITON_UPGRADE = 'install torch >= 2.4 with the triton it ships (pip install "torch>=2.4"), or triton >= 3.0'
 _logger = logging.getLogger('mmdynconv')
 _told_reference = set()
+
+__all__ = ['ENV_VAR', 'BACKENDS', 'TRITON_MIN', 'TRITON_VERSION', 'triton_available', 'triton_unusable_reason',
+           'triton_interpreter_enabled', 'resolve_backend', 'auto_backend', 'explain_backend', 'check_triton_device',
+           'device_guard']
 
 
 def _version_tuple(version):
@@ -60,24 +67,30 @@ def triton_interpreter_enabled() -> bool:
     return os.environ.get('TRITON_INTERPRET', '0').strip().lower() in ('1', 'true', 'yes', 'on', 'y')
 
 
-def resolve_backend(backend, device: torch.device, op: str) -> str:
+def resolve_backend(backend, device: torch.device, op: str, backends=BACKENDS) -> str:
     """Return ``'reference'`` or ``'triton'`` for an op called as ``op`` on tensors living on ``device``.
 
-    Raises ``TypeError``/``ValueError`` for a bad ``backend`` or ``MMDYNCONV_BACKEND`` value, and ``RuntimeError``
-    when Triton is requested but cannot run on ``device``.
+    ``backends``: the backends the op implements, ``'reference'`` always among them (:data:`BACKENDS` for an op with
+    Triton kernels, ``('reference',)`` for one without). Raises ``TypeError``/``ValueError`` for a bad ``backend``
+    or ``MMDYNCONV_BACKEND`` value (``backend='triton'`` for an op without Triton kernels included), and
+    ``RuntimeError`` when Triton is requested but cannot run on ``device``.
     """
+    allowed = ', '.join(['None'] + [repr(b) for b in backends[:-1]]) + f' or {backends[-1]!r}'
     if backend is None:
         env = os.environ.get(ENV_VAR, '').strip().lower()
         if env in ('', 'auto'):
-            return auto_backend(device, op)
+            return auto_backend(device, op) if 'triton' in backends else 'reference'
         if env not in BACKENDS:
             raise ValueError(f"{op}: environment variable {ENV_VAR} must be 'auto', 'reference' or 'triton', "
                              f'got {env!r}')
+        if env not in backends:  # the variable forces a backend where the op has it
+            return 'reference'
         backend = env
     elif not isinstance(backend, str):
-        raise TypeError(f"{op}: backend must be None, 'reference' or 'triton', got {type(backend).__name__}")
-    elif backend not in BACKENDS:
-        raise ValueError(f"{op}: backend must be None, 'reference' or 'triton', got {backend!r}")
+        raise TypeError(f'{op}: backend must be {allowed}, got {type(backend).__name__}')
+    elif backend not in backends:
+        missing = f' ({op} has no Triton kernel)' if backend == 'triton' else ''
+        raise ValueError(f'{op}: backend must be {allowed}{missing}, got {backend!r}')
     if backend == 'triton':
         check_triton_device(device, op)
     return backend

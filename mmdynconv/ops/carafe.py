@@ -8,59 +8,69 @@ For output pixel (Y, X) of a ×S upsampling, y = ⌊Y/S⌋, x = ⌊X/S⌋, group
 Memory-light: no (B, C·k², S·H, S·W) unfold. The forward loops over the k² taps and accumulates a broadcast
 product of the shifted low-resolution features with that tap's mask into the output; the backward does the same for
 the two gradients. Besides inputs, outputs and their fp32 copies, one output-sized buffer is reused by every tap.
-Half-precision inputs accumulate in fp32.
+Half-precision inputs accumulate in fp32. One backend, ``'reference'`` (no Triton kernel).
 Double backward is not supported.
 """
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
-from .arguments import check_int
-from .compat import custom_op
+from .arguments import FLOAT_DTYPES, check_int, check_like, check_tensor
+from .backend import resolve_backend
+from .compat import NAMESPACE, register_op, reject_double_backward
 from .pixel_shuffle import pixel_shuffle, pixel_unshuffle
 
-NAME = 'carafe'
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+OP_NAME = 'carafe'
+OP_BACKENDS = ('reference',)
+
+__all__ = ['OP_NAME', 'OP_BACKENDS', 'CarafeOptions', 'carafe', 'check_carafe_args', 'carafe_forward_reference',
+           'carafe_backward_reference']
 
 
-def carafe(features, masks, kernel_size, group_size, scale_factor):
+class CarafeOptions(NamedTuple):
+    """The non-tensor arguments of a CARAFE call, in the order of the custom op's schema."""
+    kernel_size: int    # odd k
+    group_size: int     # G, dividing C
+    scale_factor: int   # S
+
+
+def carafe(features, masks, kernel_size, group_size, scale_factor, backend=None):
     """Reassemble ``features`` (B, C, H, W) with ``masks`` (B, G·k², S·H, S·W) into (B, C, S·H, S·W).
 
     Args:
         features: (B, C, H, W), floating. masks: same dtype and device, normalised or not (CARAFEPack softmaxes
             them over the k² taps). kernel_size: odd k >= 1. group_size: G, dividing C. scale_factor: integer S >= 1.
+        backend: None (automatic) or 'reference', the only implementation (see :mod:`mmdynconv.ops.backend`).
 
     Returns:
         (B, C, S·H, S·W) in the features' dtype; differentiable in features and masks (first order).
     """
-    _validate(features, masks, kernel_size, group_size, scale_factor)
-    return _carafe_op(features, masks, kernel_size, group_size, scale_factor)
+    options = check_carafe_args(features, masks, CarafeOptions(kernel_size, group_size, scale_factor))
+    resolve_backend(backend, features.device, OP_NAME, OP_BACKENDS)
+    return _carafe_op(features, masks, *options)
 
 
-def _int(name, value, minimum):
-    check_int(NAME, name, value, minimum)
-
-
-def _validate(features, masks, kernel_size, group_size, scale_factor):
-    for name, t in (('features', features), ('masks', masks)):
-        if not isinstance(t, torch.Tensor) or t.dim() != 4:
-            raise ValueError(f'{NAME}: {name} must be a 4-D tensor, got '
-                             f'{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}')
-        if t.dtype not in FLOAT_DTYPES:
-            raise TypeError(f'{NAME}: {name} must be a floating tensor, got {t.dtype}')
-    if masks.dtype != features.dtype or masks.device != features.device:
-        raise TypeError(f"{NAME}: masks must have the features' dtype and device ({features.dtype}, "
-                        f'{features.device}), got ({masks.dtype}, {masks.device})')
-    _int('kernel_size', kernel_size, 1)
+def check_carafe_args(features, masks, options):
+    """``options`` (:class:`CarafeOptions`) if the arguments of :func:`carafe` are valid; TypeError / ValueError
+    naming the argument otherwise."""
+    check_tensor(OP_NAME, 'features', features, FLOAT_DTYPES, ndim=4)
+    check_tensor(OP_NAME, 'masks', masks, FLOAT_DTYPES, ndim=4)
+    check_like(OP_NAME, 'masks', masks, 'features', features, dtype=True)
+    kernel_size, group_size, scale_factor = options
+    check_int(OP_NAME, 'kernel_size', kernel_size, 1)
     if kernel_size % 2 == 0:
-        raise ValueError(f'{NAME}: kernel_size must be odd, got {kernel_size}')
-    _int('group_size', group_size, 1)
-    _int('scale_factor', scale_factor, 1)
+        raise ValueError(f'{OP_NAME}: kernel_size must be odd, got {kernel_size}')
+    check_int(OP_NAME, 'group_size', group_size, 1)
+    check_int(OP_NAME, 'scale_factor', scale_factor, 1)
     b, c, h, w = features.shape
     if c % group_size:
-        raise ValueError(f'{NAME}: group_size ({group_size}) must divide the {c} feature channels')
+        raise ValueError(f'{OP_NAME}: group_size ({group_size}) must divide the {c} feature channels')
     expected = (b, group_size * kernel_size ** 2, h * scale_factor, w * scale_factor)
     if tuple(masks.shape) != expected:
-        raise ValueError(f'{NAME}: masks must have shape (B, G·k², S·H, S·W) = {expected}, got {tuple(masks.shape)}')
+        raise ValueError(f'{OP_NAME}: masks must have shape (B, G·k², S·H, S·W) = {expected}, got '
+                         f'{tuple(masks.shape)}')
+    return options
 
 
 def _views(features, masks, k, group, s):
@@ -73,11 +83,11 @@ def _views(features, masks, k, group, s):
     return padded, pixel_unshuffle(masks.to(acc), s).view(b, group, k * k, s, s, h, w)
 
 
-def carafe_forward_reference(features, masks, kernel_size, group_size, scale_factor):
+def carafe_forward_reference(features, masks, options: CarafeOptions):
     """The tap loop of the forward: (B, C, S·H, S·W). Accumulates the (B, G, C/G, S, S, H, W) pixel-unshuffled
     output, then pixel-shuffles it once."""
     b, c, h, w = features.shape
-    k, s = kernel_size, scale_factor
+    k, group_size, s = options
     padded, m = _views(features, masks, k, group_size, s)
     out = padded.new_zeros(b, group_size, c // group_size, s, s, h, w)
     for t in range(k * k):
@@ -87,11 +97,12 @@ def carafe_forward_reference(features, masks, kernel_size, group_size, scale_fac
     return pixel_shuffle(out.view(b, c * s * s, h, w), s).to(features.dtype)
 
 
-def carafe_backward_reference(grad, features, masks, kernel_size, group_size, scale_factor, need_features,
-                              need_masks):
-    """Gradients (features or None, masks or None) of :func:`carafe_forward_reference`."""
+def carafe_backward_reference(grad, features, masks, options: CarafeOptions, needs):
+    """Gradients (features, masks) of :func:`carafe_forward_reference` for the output gradient ``grad``
+    (B, C, S·H, S·W); one not asked for in ``needs`` (two bools) is None."""
     b, c, h, w = features.shape
-    k, s, g = kernel_size, scale_factor, group_size
+    k, g, s = options
+    need_features, need_masks = needs
     r = (k - 1) // 2
     padded, m = _views(features, masks, k, g, s)
     go = pixel_unshuffle(grad.to(padded.dtype), s).view(b, g, c // g, s, s, h, w)
@@ -113,30 +124,26 @@ def carafe_backward_reference(grad, features, masks, kernel_size, group_size, sc
     return gf, gm
 
 
-@custom_op('mmdynconv::carafe', mutates_args=())
-def _carafe_op(features: torch.Tensor, masks: torch.Tensor, kernel_size: int, group_size: int,
-               scale_factor: int) -> torch.Tensor:
-    return carafe_forward_reference(features, masks, kernel_size, group_size, scale_factor)
+def _forward(features: torch.Tensor, masks: torch.Tensor, kernel_size: int, group_size: int,
+             scale_factor: int) -> torch.Tensor:
+    return carafe_forward_reference(features, masks, CarafeOptions(kernel_size, group_size, scale_factor))
 
 
-@_carafe_op.register_fake
-def _carafe_fake(features, masks, kernel_size, group_size, scale_factor):
+def _fake(features, masks, kernel_size, group_size, scale_factor):
     b, c, h, w = features.shape
     return features.new_empty(b, c, h * scale_factor, w * scale_factor)
 
 
-@custom_op('mmdynconv::carafe_backward', mutates_args=())
-def _carafe_backward_op(grad: torch.Tensor, features: torch.Tensor, masks: torch.Tensor, kernel_size: int,
-                        group_size: int, scale_factor: int, need_features: bool,
-                        need_masks: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _backward_impl(grad: torch.Tensor, features: torch.Tensor, masks: torch.Tensor, kernel_size: int,
+                   group_size: int, scale_factor: int, need_features: bool,
+                   need_masks: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients (features, masks); one not needed is an empty tensor."""
-    grads = carafe_backward_reference(grad, features, masks, kernel_size, group_size, scale_factor, need_features,
-                                      need_masks)
+    grads = carafe_backward_reference(grad, features, masks, CarafeOptions(kernel_size, group_size, scale_factor),
+                                      (need_features, need_masks))
     return tuple(features.new_empty(0) if t is None else t for t in grads)
 
 
-@_carafe_backward_op.register_fake
-def _carafe_backward_fake(grad, features, masks, kernel_size, group_size, scale_factor, need_features, need_masks):
+def _backward_fake(grad, features, masks, kernel_size, group_size, scale_factor, need_features, need_masks):
     return (torch.empty_like(features, memory_format=torch.contiguous_format) if need_features
             else features.new_empty(0),
             torch.empty_like(masks, memory_format=torch.contiguous_format) if need_masks else features.new_empty(0))
@@ -145,18 +152,15 @@ def _carafe_backward_fake(grad, features, masks, kernel_size, group_size, scale_
 def _setup_context(ctx, inputs, output):
     features, masks, *args = inputs
     ctx.save_for_backward(features, masks)
-    ctx.args = args
+    ctx.args = args  # kernel_size, group_size, scale_factor
 
 
 def _backward(ctx, grad):
-    need = ctx.needs_input_grad[:2]
-    grads = _carafe_backward_op(grad, *ctx.saved_tensors, *ctx.args, *need)
-    return (*(g if n else None for g, n in zip(grads, need)), None, None, None)
+    needs = ctx.needs_input_grad[:2]
+    grads = _carafe_backward_op(grad, *ctx.saved_tensors, *ctx.args, *needs)
+    return (*(g if n else None for g, n in zip(grads, needs)), None, None, None)
 
 
-def _no_double_backward(ctx, *grads):
-    raise NotImplementedError(f'{NAME}: double backward is not supported')
-
-
-_carafe_op.register_autograd(_backward, setup_context=_setup_context)
-_carafe_backward_op.register_autograd(_no_double_backward, setup_context=lambda ctx, inputs, output: None)
+_carafe_op = register_op(f'{NAMESPACE}::{OP_NAME}', _forward, _fake, _backward, _setup_context)
+_carafe_backward_op = register_op(f'{NAMESPACE}::{OP_NAME}_backward', _backward_impl, _backward_fake,
+                                  reject_double_backward(OP_NAME))

@@ -1,10 +1,11 @@
 """Every torch API newer than the supported floor (torch 2.1) goes through this module.
 
-- :func:`custom_op`: ``torch.library.custom_op`` (torch ≥ 2.4) when it exists, so ops are real custom ops that
-  ``torch.compile(fullgraph=True)``, ``torch.library.opcheck`` and ``torch.export`` see whole. On older torch the
-  same function becomes a plain ``torch.autograd.Function`` with the same ``register_fake`` /
-  ``register_autograd`` interface: eager, autocast and DDP work identically; compile, opcheck and export then need
-  torch ≥ 2.4 (:data:`HAS_CUSTOM_OP`).
+- :func:`register_op`: how every mmdynconv op registers itself: ``torch.library.custom_op`` (torch ≥ 2.4) when it
+  exists, so ops are real custom ops that ``torch.compile(fullgraph=True)``, ``torch.library.opcheck`` and
+  ``torch.export`` see whole, with its fake implementation and autograd formula. On older torch the same op becomes a
+  plain ``torch.autograd.Function``: eager, autocast and DDP work identically; compile, opcheck and export then need
+  torch ≥ 2.4 (:data:`HAS_CUSTOM_OP`). :func:`reject_double_backward` is the autograd formula of the backward ops.
+  :func:`custom_op` is the decorator underneath, for the few custom ops outside the op modules.
 - :func:`is_compiling` / :func:`fake_mode_active`: whether a ``torch.compile`` / ``torch.export`` trace is running.
 - :func:`autocast_dtype`: the autocast dtype of a device type, or None (``torch.get_autocast_dtype(device)`` from
   torch 2.4, the per-device functions before).
@@ -23,8 +24,10 @@ CUSTOM_OP_REASON = ('' if HAS_CUSTOM_OP else
                     f'torch {torch.__version__} has no torch.library.custom_op (torch >= 2.4): mmdynconv ops run as '
                     'plain autograd Functions, so torch.compile(fullgraph=True), torch.library.opcheck and '
                     'torch.export need torch >= 2.4')
+NAMESPACE = 'mmdynconv'  # of every op's custom ops: mmdynconv::<op> and mmdynconv::<op>_backward
 
-__all__ = ['TORCH_VERSION', 'MIN_TORCH', 'HAS_CUSTOM_OP', 'CUSTOM_OP_REASON', 'custom_op', 'is_compiling',
+__all__ = ['TORCH_VERSION', 'MIN_TORCH', 'HAS_CUSTOM_OP', 'CUSTOM_OP_REASON', 'NAMESPACE', 'register_op',
+           'reject_double_backward', 'custom_op', 'is_compiling',
            'fake_mode_active', 'add_safe_globals', 'autocast_dtype', 'event_start_ns']
 
 
@@ -69,6 +72,37 @@ def custom_op(name, mutates_args=()):
             return torch.library.custom_op(name, mutates_args=mutates_args)(fn)
         return _FunctionOp(name, fn)
     return wrap
+
+
+def register_op(name, forward, fake, backward, setup_context=None):
+    """The custom op ``name`` ('namespace::op') running ``forward``, registered in one step on every torch.
+
+    Args:
+        forward: the implementation, its arguments type-annotated (``torch.library.custom_op`` reads the schema
+            from them); mutates none of its inputs.
+        fake: same arguments, returns empty outputs of the right shapes, dtypes and strides (compile, export).
+        backward: ``backward(ctx, *output_grads)``, one gradient (or None) per argument of ``forward``.
+        setup_context: ``setup_context(ctx, inputs, output)`` saving what ``backward`` needs; None saves nothing.
+
+    Returns:
+        The callable op: a ``torch.library`` custom op (``torch.ops.<namespace>.<op>``) on torch >= 2.4, an
+        ``autograd.Function``-backed stand-in with the same behaviour in eager mode before.
+    """
+    op = custom_op(name)(forward)
+    op.register_fake(fake)
+    op.register_autograd(backward, setup_context=setup_context or _save_nothing)
+    return op
+
+
+def reject_double_backward(owner):
+    """The ``backward`` of a backward op: differentiating ``owner``'s gradient raises NotImplementedError."""
+    def backward(ctx, *grads):
+        raise NotImplementedError(f'{owner}: double backward (differentiating its gradient) is not supported')
+    return backward
+
+
+def _save_nothing(ctx, inputs, output):
+    pass
 
 
 def is_compiling() -> bool:

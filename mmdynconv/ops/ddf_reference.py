@@ -9,9 +9,23 @@ output-sized scratch buffer plus layout/precision copies (x, the output gradient
 layout or dtype differs). fp16/bf16 inputs accumulate in fp32, float64 in float64. The element-wise work runs in
 channels-last memory when a head has more channels than twice the output width (small feature maps: long inner
 loops over channels instead of short image rows), in contiguous memory otherwise; results are the same.
-These functions are called by the ``mmdynconv::ddf`` custom op, which owns autograd.
+These functions are called by the ``mmdynconv::ddf`` custom op, which owns autograd; the Triton kernels of
+:mod:`.ddf_triton` have the same contract.
 """
+from typing import NamedTuple
+
 import torch
+
+__all__ = ['DDFOptions', 'accum_dtype', 'output_memory_format', 'tap_window', 'compute_layout',
+           'ddf_forward_reference', 'ddf_backward_reference']
+
+
+class DDFOptions(NamedTuple):
+    """The non-tensor arguments of a DDF call, in the order of the custom op's schema."""
+    kernel_size: int   # odd k
+    stride: int
+    dilation: int
+    combine: str       # 'mul' or 'add'
 
 
 def accum_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -39,8 +53,9 @@ def tap_window(offset: int, size_in: int, size_out: int, stride: int):
     return slice(o0, o1), slice(i0, i0 + (o1 - o0 - 1) * stride + 1, stride)
 
 
-def _taps(kernel_size, stride, dilation, in_hw, out_hw):
+def _taps(options, in_hw, out_hw):
     """Yield ``(t, (out_rows, out_cols), (in_rows, in_cols))`` for every tap t = i·k + j that touches the image."""
+    kernel_size, stride, dilation, _ = options
     r = (kernel_size - 1) // 2
     for i in range(kernel_size):
         rows = tap_window((i - r) * dilation, in_hw[0], out_hw[0], stride)
@@ -78,16 +93,16 @@ def _channel_taps(channel_filter, heads, dtype):
     return taps.view(k * k, B, heads, C // heads, 1, 1)
 
 
-def ddf_forward_reference(x, channel_filter, spatial_filter, kernel_size: int, stride: int, dilation: int,
-                          combine: str) -> torch.Tensor:
+def ddf_forward_reference(x, channel_filter, spatial_filter, options: DDFOptions) -> torch.Tensor:
     """DDF forward: returns (B, C, Ho, Wo) in x's dtype. Inputs are assumed validated (see ``mmdynconv.ops.ddf``)."""
-    out = _forward_taps(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine)
+    out = _forward_taps(x, channel_filter, spatial_filter, options)
     template = torch.empty(out.shape, dtype=x.dtype, device='meta', memory_format=output_memory_format(x))
     return _finish(out, template)
 
 
-def _forward_taps(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine):
+def _forward_taps(x, channel_filter, spatial_filter, options):
     """The tap loop of the forward: returns the accumulator (B, C, Ho, Wo) in the compute layout and dtype."""
+    kernel_size, combine = options.kernel_size, options.combine
     B, C, H, W = x.shape
     k2 = kernel_size * kernel_size
     G = spatial_filter.shape[1] // k2
@@ -100,7 +115,7 @@ def _forward_taps(x, channel_filter, spatial_filter, kernel_size, stride, dilati
     fc_taps = _channel_taps(channel_filter, G, acc)                         # (k², B, G, C/G, 1, 1)
     fs5 = spatial_filter.unflatten(1, (G, k2))                              # (B, G, k², Ho, Wo)
     scratch = out.new_empty(out.numel()) if combine == 'mul' else None
-    for t, (oy, ox), (iy, ix) in _taps(kernel_size, stride, dilation, (H, W), (Ho, Wo)):
+    for t, (oy, ox), (iy, ix) in _taps(options, (H, W), (Ho, Wo)):
         x_t = x5[..., iy, ix]                                               # (B, G, C/G, h, w) strided view
         fs_t = fs5[:, :, t, oy, ox].to(acc).unsqueeze(2)                    # (B, G, 1, h, w)
         out_t = out5[..., oy, ox]
@@ -111,25 +126,25 @@ def _forward_taps(x, channel_filter, spatial_filter, kernel_size, stride, dilati
     return out
 
 
-def ddf_backward_reference(grad, x, channel_filter, spatial_filter, kernel_size: int, stride: int, dilation: int,
-                           combine: str, need_x: bool, need_fc: bool, need_fs: bool):
+def ddf_backward_reference(grad, x, channel_filter, spatial_filter, options: DDFOptions, needs):
     """DDF backward for the output gradient ``grad`` (B, C, Ho, Wo).
 
-    Returns ``(grad_x, grad_channel_filter, grad_spatial_filter)`` in the inputs' dtype; an entry not asked for
-    (``need_* = False``) is None. The two filter gradients are reductions of g·x_t (t = tap) over pixels
-    (channel filter) and over the channels of a head (spatial filter), done as batched matrix products per tap.
+    Returns ``(grad_x, grad_channel_filter, grad_spatial_filter)`` in the inputs' dtype; an entry not asked for in
+    ``needs`` (three bools, same order) is None. The two filter gradients are reductions of g·x_t (t = tap) over
+    pixels (channel filter) and over the channels of a head (spatial filter), done as batched matrix products per tap.
     """
-    gx, gfc, gfs = _backward_taps(grad, x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine,
-                                  need_x, need_fc, need_fs)
+    need_x, need_fc, need_fs = needs
+    gx, gfc, gfs = _backward_taps(grad, x, channel_filter, spatial_filter, options, needs)
     return (_finish(gx, torch.empty_like(x, device='meta')) if need_x else None,
             gfc.view(channel_filter.shape).to(x.dtype) if need_fc else None,
             gfs.view(spatial_filter.shape).to(x.dtype) if need_fs else None)
 
 
-def _backward_taps(grad, x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine,
-                   need_x, need_fc, need_fs):
+def _backward_taps(grad, x, channel_filter, spatial_filter, options, needs):
     """The tap loop of the backward: accumulators gx (B, C, H, W) in the compute layout, gfc (B, G, C/G, k²) and
     gfs (B, G, k², Ho, Wo), in the accumulation dtype (None where not needed)."""
+    kernel_size, combine = options.kernel_size, options.combine
+    need_x, need_fc, need_fs = needs
     B, C, H, W = x.shape
     k2 = kernel_size * kernel_size
     G = spatial_filter.shape[1] // k2
@@ -145,7 +160,7 @@ def _backward_taps(grad, x, channel_filter, spatial_filter, kernel_size, stride,
     gfc = x.new_zeros((B, G, cg, k2), dtype=acc) if need_fc else None
     gfs = x.new_zeros((B, G, k2, Ho, Wo), dtype=acc) if need_fs else None
     scratch = g5.new_empty(g5.numel())
-    for t, (oy, ox), (iy, ix) in _taps(kernel_size, stride, dilation, (H, W), (Ho, Wo)):
+    for t, (oy, ox), (iy, ix) in _taps(options, (H, W), (Ho, Wo)):
         g_t = g5[..., oy, ox]                                               # (B, G, C/G, h, w)
         fs_t = fs5[:, :, t, oy, ox].to(acc)                                 # (B, G, h, w)
         buf = _window_buffer(scratch, g_t.shape, layout)

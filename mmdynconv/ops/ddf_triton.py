@@ -29,7 +29,9 @@ import triton
 import triton.language as tl
 
 from .backend import device_guard
-from .ddf_reference import accum_dtype, output_memory_format
+from .ddf_reference import DDFOptions, accum_dtype, output_memory_format
+
+__all__ = ['LaunchConfig', 'default_config', 'ddf_forward_triton', 'ddf_backward_triton']
 
 _TL_ACC = {torch.float32: tl.float32, torch.float64: tl.float64}
 _MAX_GRID_YZ = 65535
@@ -222,9 +224,10 @@ def _common(x, kernel_size, spatial_filter, config):
     return heads, out_hw, config, _TL_ACC[accum_dtype(x.dtype)]
 
 
-def ddf_forward_triton(x, channel_filter, spatial_filter, kernel_size: int, stride: int, dilation: int,
-                       combine: str, config: LaunchConfig = None) -> torch.Tensor:
+def ddf_forward_triton(x, channel_filter, spatial_filter, options: DDFOptions,
+                       config: LaunchConfig = None) -> torch.Tensor:
     """DDF forward with the fused kernel: returns (B, C, Ho, Wo) in x's dtype. Inputs are assumed validated."""
+    kernel_size, stride, dilation, combine = options
     B, C, H, W = x.shape
     heads, (Ho, Wo), cfg, acc = _common(x, kernel_size, spatial_filter, config)
     out = torch.empty((B, C, Ho, Wo), dtype=x.dtype, device=x.device, memory_format=output_memory_format(x))
@@ -239,9 +242,11 @@ def ddf_forward_triton(x, channel_filter, spatial_filter, kernel_size: int, stri
     return out
 
 
-def ddf_backward_triton(grad, x, channel_filter, spatial_filter, kernel_size: int, stride: int, dilation: int,
-                        combine: str, need_x: bool, need_fc: bool, need_fs: bool, config: LaunchConfig = None):
+def ddf_backward_triton(grad, x, channel_filter, spatial_filter, options: DDFOptions, needs,
+                        config: LaunchConfig = None):
     """DDF backward with the fused kernels; same contract as ``ddf_backward_reference``."""
+    kernel_size, stride, dilation, combine = options
+    need_x, need_fc, need_fs = needs
     B, C, H, W = x.shape
     heads, (Ho, Wo), cfg, acc = _common(x, kernel_size, spatial_filter, config)
     cg, k2 = C // heads, kernel_size * kernel_size

@@ -28,9 +28,9 @@ from typing import List, Optional
 
 import torch
 
-from .arguments import check_optional_bool, check_pair
-from .backend import device_guard, resolve_backend
-from .compat import custom_op
+from .arguments import FLOAT_DTYPES, check_like, check_optional_bool, check_pair, check_tensor
+from .backend import BACKENDS, device_guard, resolve_backend
+from .compat import register_op, reject_double_backward
 from .fdconv_assembly import (
     KernelAssembly,
     allocate_weight_grads,
@@ -43,7 +43,11 @@ from .per_sample_conv import ConvShape, conv_dtype, per_sample_conv_backward, pe
 CHUNK_ELEMENTS = 1 << 17       # kernel entries per chunk (512 KiB fp32; at least one sample, at most MAX_CHUNKS chunks)
 MAX_CHUNKS = 4
 SAVE_TILES_ELEMENTS = 1 << 24  # save the mixed kernels for backward up to this many B·Co·Ci·k² entries (64 MiB)
-OP = 'fdconv_dynamic_conv'
+OP_NAME = 'fdconv_dynamic_conv'  # its custom ops are registered as mmdynconv::fdconv and mmdynconv::fdconv_backward
+OP_BACKENDS = BACKENDS
+
+__all__ = ['OP_NAME', 'OP_BACKENDS', 'fdconv_dynamic_conv', 'check_fdconv_dynamic_conv_args',
+           'folds_channel_attention']
 
 
 def fdconv_dynamic_conv(x, spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att,
@@ -68,11 +72,12 @@ def fdconv_dynamic_conv(x, spectrum, band_index, scale, kernel_att, local_feat, 
     Returns:
         (B, Co, Ho, Wo), differentiable in every tensor argument but band_index (first order).
     """
-    stride, padding = check_pair(OP, 'stride', stride, 1), check_pair(OP, 'padding', padding, 0)
-    dilation = check_pair(OP, 'dilation', dilation, 1)
-    check_optional_bool(OP, 'fold', fold)
-    _check(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias)
-    backend = resolve_backend(backend, x.device, OP)
+    stride, padding = check_pair(OP_NAME, 'stride', stride, 1), check_pair(OP_NAME, 'padding', padding, 0)
+    dilation = check_pair(OP_NAME, 'dilation', dilation, 1)
+    check_optional_bool(OP_NAME, 'fold', fold)
+    check_fdconv_dynamic_conv_args(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att,
+                                   out_att, bias)
+    backend = resolve_backend(backend, x.device, OP_NAME, OP_BACKENDS)
     if fold is None:
         fold = folds_channel_attention(x.shape, out_att.shape[1], spectrum.shape[0] // out_att.shape[1], stride,
                                        padding, dilation)
@@ -85,8 +90,8 @@ def folds_channel_attention(x_shape, out_channels, kernel_size, stride=1, paddin
     """The cost rule of ``fold=None``: fold α_in/α_out into W_b (True) when Co·Ci·k² ≤ Ci·H·W + Co·Ho·Wo, else apply
     them to the activations (False). ``x_shape`` is (B, Ci, H, W)."""
     k = kernel_size
-    stride, padding = check_pair(OP, 'stride', stride, 1), check_pair(OP, 'padding', padding, 0)
-    dilation = check_pair(OP, 'dilation', dilation, 1)
+    stride, padding = check_pair(OP_NAME, 'stride', stride, 1), check_pair(OP_NAME, 'padding', padding, 0)
+    dilation = check_pair(OP_NAME, 'dilation', dilation, 1)
     s = ConvShape(tuple(x_shape), out_channels, (k, k), stride, padding, dilation)
     return s.entries <= s.ci * s.h * s.w + s.co * s.ho * s.wo
 
@@ -215,32 +220,29 @@ def _backward(grad_y, x, spectrum, band_index, kernel_att, local_feat, local_wei
     return tuple(grads.values())
 
 
-@custom_op('mmdynconv::fdconv', mutates_args=())
-def _fdconv_op(x: torch.Tensor, spectrum: torch.Tensor, band_index: torch.Tensor, kernel_att: Optional[torch.Tensor],
-               local_feat: torch.Tensor, local_weight: torch.Tensor, pos_att: Optional[torch.Tensor],
-               in_att: torch.Tensor, out_att: torch.Tensor, bias: Optional[torch.Tensor], scale: float,
-               stride: List[int], padding: List[int], dilation: List[int], fold: bool,
-               backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _op_forward(x: torch.Tensor, spectrum: torch.Tensor, band_index: torch.Tensor, kernel_att: Optional[torch.Tensor],
+                local_feat: torch.Tensor, local_weight: torch.Tensor, pos_att: Optional[torch.Tensor],
+                in_att: torch.Tensor, out_att: torch.Tensor, bias: Optional[torch.Tensor], scale: float,
+                stride: List[int], padding: List[int], dilation: List[int], fold: bool,
+                backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     _check_band_values(band_index, kernel_att)
     return _forward(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias,
                     scale, stride, padding, dilation, fold, backend)
 
 
-@_fdconv_op.register_fake
-def _fdconv_fake(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias, scale,
-                 stride, padding, dilation, fold, backend):
+def _op_fake(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias, scale,
+             stride, padding, dilation, fold, backend):
     g = _Geometry(x.shape, spectrum.shape, out_att.shape, stride, padding, dilation, fold)
     y = x.new_empty((g.b, g.co, g.ho, g.wo), dtype=conv_dtype(x))
     return y, x.new_empty(g.saved_tiles_shape(kernel_att is None), dtype=torch.float32)
 
 
-@custom_op('mmdynconv::fdconv_backward', mutates_args=())
-def _fdconv_backward_op(grad_y: torch.Tensor, x: torch.Tensor, spectrum: torch.Tensor, band_index: torch.Tensor,
-                        kernel_att: Optional[torch.Tensor], local_feat: torch.Tensor, local_weight: torch.Tensor,
-                        pos_att: Optional[torch.Tensor], in_att: torch.Tensor, out_att: torch.Tensor,
-                        bias: Optional[torch.Tensor], saved_tiles: torch.Tensor, scale: float, stride: List[int],
-                        padding: List[int], dilation: List[int], fold: bool, backend: str,
-                        needs: List[bool]) -> List[torch.Tensor]:
+def _op_backward(grad_y: torch.Tensor, x: torch.Tensor, spectrum: torch.Tensor, band_index: torch.Tensor,
+                 kernel_att: Optional[torch.Tensor], local_feat: torch.Tensor, local_weight: torch.Tensor,
+                 pos_att: Optional[torch.Tensor], in_att: torch.Tensor, out_att: torch.Tensor,
+                 bias: Optional[torch.Tensor], saved_tiles: torch.Tensor, scale: float, stride: List[int],
+                 padding: List[int], dilation: List[int], fold: bool, backend: str,
+                 needs: List[bool]) -> List[torch.Tensor]:
     """The 9 gradients of :func:`_backward`; one not needed is returned as an empty tensor."""
     with torch.autocast(x.device.type, enabled=False), device_guard(x):
         grads = _backward(grad_y, x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att,
@@ -248,9 +250,8 @@ def _fdconv_backward_op(grad_y: torch.Tensor, x: torch.Tensor, spectrum: torch.T
     return [x.new_empty(0) if grad is None else grad for grad in grads]
 
 
-@_fdconv_backward_op.register_fake
-def _fdconv_backward_fake(grad_y, x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att,
-                          out_att, bias, saved_tiles, scale, stride, padding, dilation, fold, backend, needs):
+def _op_backward_fake(grad_y, x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att,
+                      out_att, bias, saved_tiles, scale, stride, padding, dilation, fold, backend, needs):
     inputs = (x, spectrum, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias)
     return [torch.empty_like(t, memory_format=torch.contiguous_format) if need and t is not None else x.new_empty(0)
             for t, need in zip(inputs, needs)]
@@ -274,12 +275,9 @@ def _autograd_backward(ctx, grad_y, _grad_tiles):
     return (g[0], g[1], None, *g[2:], None, None, None, None, None, None)
 
 
-def _no_double_backward(ctx, *grads):
-    raise NotImplementedError('fdconv_dynamic_conv: double backward (differentiating its gradient) is not supported')
-
-
-_fdconv_op.register_autograd(_autograd_backward, setup_context=_setup_context)
-_fdconv_backward_op.register_autograd(_no_double_backward, setup_context=lambda ctx, inputs, output: None)
+_fdconv_op = register_op('mmdynconv::fdconv', _op_forward, _op_fake, _autograd_backward, _setup_context)
+_fdconv_backward_op = register_op('mmdynconv::fdconv_backward', _op_backward, _op_backward_fake,
+                                  reject_double_backward(OP_NAME))
 
 _CHECKED_BANDS = {}
 
@@ -292,28 +290,27 @@ def _check_band_values(band_index, kernel_att):
         return
     low, high = int(band_index.min()), int(band_index.max())
     if low < 0 or high >= n:
-        raise ValueError(f'{OP}: band_index values must lie in [0, n) with n = {n} (the width of kernel_att), got '
-                         f'values in [{low}, {high}]')
+        raise ValueError(f'{OP_NAME}: band_index values must lie in [0, n) with n = {n} (the width of kernel_att), '
+                         f'got values in [{low}, {high}]')
     if len(_CHECKED_BANDS) > 4096:
         _CHECKED_BANDS.clear()
     _CHECKED_BANDS[key] = n
 
 
-def _check(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias):
+def check_fdconv_dynamic_conv_args(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att,
+                                   out_att, bias):
+    """Raise TypeError / ValueError naming the argument unless the tensor arguments of :func:`fdconv_dynamic_conv` are
+    valid (band_index's values are checked inside the op)."""
     def fail(msg):
-        raise ValueError(f'{OP}: {msg}')
+        raise ValueError(f'{OP_NAME}: {msg}')
 
     named = dict(x=x, spectrum=spectrum, band_index=band_index, kernel_att=kernel_att, local_feat=local_feat,
                  local_weight=local_weight, pos_att=pos_att, in_att=in_att, out_att=out_att, bias=bias)
     for name, t in named.items():
         if t is None and name in ('kernel_att', 'pos_att', 'bias'):
             continue
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f'{OP}: {name} must be a torch.Tensor, got {type(t).__name__}')
-        if t.device != x.device:
-            raise ValueError(f"{OP}: {name} must be on x's device {x.device}, got {t.device}")
-        if name != 'band_index' and not t.is_floating_point():
-            raise TypeError(f'{OP}: {name} must be a floating tensor, got {t.dtype}')
+        check_tensor(OP_NAME, name, t, None if name == 'band_index' else FLOAT_DTYPES)
+        check_like(OP_NAME, name, t, 'x', x)
     if x.dim() != 4:
         fail(f'x must be (B, Ci, H, W), got shape {tuple(x.shape)}')
     b, ci = x.shape[:2]
@@ -340,4 +337,4 @@ def _check(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_at
         if tuple(named[name].shape) != shape:
             fail(f'{name} must have shape {shape}, got {tuple(named[name].shape)}')
     if band_index.dtype != torch.int64:
-        raise TypeError(f'{OP}: band_index must be int64, got {band_index.dtype}')
+        raise TypeError(f'{OP_NAME}: band_index must be int64, got {band_index.dtype}')

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from .fdconv_fbm import CUTOFFS, lowpass_masks
 from .fdconv_spectrum import tiled_to_weight
 
+__all__ = ['local_attention_oracle', 'fdconv_weight_oracle', 'fdconv_oracle', 'frequency_band_mix_oracle']
+
 
 def local_attention_oracle(local_feat, local_weight, out_channels, kernel_size):
     """KSM local branch head: 2·sigmoid of a 1-D conv across channels.

@@ -10,6 +10,9 @@ import functools
 
 import torch
 
+__all__ = ['BAND_ORDERS', 'spectrum_scale', 'weight_to_tiled', 'tiled_to_weight', 'weight_to_spectrum',
+           'spectrum_to_weight', 'band_kernels', 'fourier_band_index']
+
 
 def spectrum_scale(in_channels: int, out_channels: int) -> int:
     """The divisor s = max(⌊min(Ci, Co)/2⌋, 1) of the stored spectrum (the release's ⌊min/2⌋, kept ≥ 1)."""

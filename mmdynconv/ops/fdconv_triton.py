@@ -19,6 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
+__all__ = ['assemble_weight_triton', 'assemble_weight_backward_triton']
+
 BLOCK_I = 128
 
 

@@ -7,7 +7,7 @@
 (r: routing weights (B, E); every α optional, i.e. 1). CondConv and DY-Conv use r only, ODConv all four
 (α_pos is its spatial attention, r its kernel attention). Public function :func:`kernel_mixture_conv`; custom ops
 ``mmdynconv::kernel_mixture_conv`` and ``mmdynconv::kernel_mixture_conv_backward`` (``torch.library``, with fake
-implementations, so ``torch.compile`` and FLOP counters see one op).
+implementations, so ``torch.compile`` and FLOP counters see one op). One backend, ``'reference'`` (no Triton kernel).
 
 Memory: neither the B·E·Co·Cig·k² products of the straightforward formulation
 (:func:`kernel_mixture_conv_reference`) nor its saved B·Co·Cig·k² kernels are formed or kept. Samples are processed
@@ -23,21 +23,46 @@ Dtypes: the kernels are mixed in fp32 (fp64 when the experts are fp64); the conv
 when autocast is on for x's device, else in x's dtype, and returns that dtype. Gradients come back in each input's
 dtype.
 """
+from typing import NamedTuple, Optional
+
 import torch
 import torch.nn.functional as F
 
-from .arguments import check_pair
-from .compat import custom_op
-from .per_sample_conv import ConvShape, conv_dtype, per_sample_conv_backward, per_sample_conv_forward, sample_chunks
+from .arguments import FLOAT_DTYPES, check_like, check_tensor
+from .backend import resolve_backend
+from .compat import NAMESPACE, register_op, reject_double_backward
+from .per_sample_conv import (
+    ConvGeometry,
+    ConvShape,
+    check_conv_geometry,
+    conv_dtype,
+    per_sample_conv_backward,
+    per_sample_conv_forward,
+    sample_chunks,
+)
 
 CHUNK_ELEMENTS = 1 << 23   # mixed-kernel entries per chunk (32 MiB fp32; at least one sample, at most MAX_CHUNKS)
 MAX_CHUNKS = 8
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-NAME = 'kernel_mixture_conv'
+OP_NAME = 'kernel_mixture_conv'
+OP_BACKENDS = ('reference',)
+
+__all__ = ['OP_NAME', 'OP_BACKENDS', 'MixtureTensors', 'kernel_mixture_conv', 'kernel_mixture_conv_reference',
+           'check_kernel_mixture_conv_args']
+
+
+class MixtureTensors(NamedTuple):
+    """The tensor arguments of :func:`kernel_mixture_conv`, in the order of the custom op's schema."""
+    x: torch.Tensor                        # (B, Ci, H, W)
+    weight: torch.Tensor                   # (E, Co, Ci/groups, kh, kw)
+    routing: torch.Tensor                  # (B, E)
+    spatial_att: Optional[torch.Tensor]    # (B, kh, kw)
+    in_att: Optional[torch.Tensor]         # (B, Ci)
+    out_att: Optional[torch.Tensor]        # (B, Co)
+    bias: Optional[torch.Tensor]           # (Co,) or (B, Co)
 
 
 def kernel_mixture_conv(x, weight, routing, spatial_att=None, in_att=None, out_att=None, bias=None, stride=1,
-                        padding=0, dilation=1, groups=1):
+                        padding=0, dilation=1, groups=1, backend=None):
     """Convolve every sample with its own mixture of expert kernels (see the module docstring).
 
     Args:
@@ -47,15 +72,15 @@ def kernel_mixture_conv(x, weight, routing, spatial_att=None, in_att=None, out_a
         spatial_att: (B, kh, kw) or None. in_att: (B, Ci) or None. out_att: (B, Co) or None.
         bias: (Co,), (B, Co) (a per-sample bias, e.g. mixed expert biases) or None.
         stride, padding, dilation: ints or pairs (padding >= 0, the others >= 1). groups: divides Ci and Co.
+        backend: None (automatic) or 'reference', the only implementation (see :mod:`mmdynconv.ops.backend`).
 
     Returns:
         (B, Co, Ho, Wo), Ho/Wo as for ``nn.Conv2d``; differentiable in every tensor argument (first order).
     """
-    stride, padding, dilation = (_pair(n, v, m) for n, v, m in
-                                 (('stride', stride, 1), ('padding', padding, 0), ('dilation', dilation, 1)))
-    _validate(x, weight, routing, spatial_att, in_att, out_att, bias, stride, padding, dilation, groups)
-    return _mixture_op(x, weight, routing, spatial_att, in_att, out_att, bias, stride, padding, dilation, groups,
-                       conv_dtype(x))
+    tensors = MixtureTensors(x, weight, routing, spatial_att, in_att, out_att, bias)
+    geometry = check_kernel_mixture_conv_args(tensors, check_conv_geometry(OP_NAME, stride, padding, dilation, groups))
+    resolve_backend(backend, x.device, OP_NAME, OP_BACKENDS)
+    return _mixture_op(*tensors, *_op_geometry(geometry), conv_dtype(x))
 
 
 def kernel_mixture_conv_reference(x, weight, routing, spatial_att=None, in_att=None, out_att=None, bias=None,
@@ -80,49 +105,51 @@ def kernel_mixture_conv_reference(x, weight, routing, spatial_att=None, in_att=N
     return y
 
 
-def _pair(name, value, minimum):
-    return list(check_pair(NAME, name, value, minimum))
-
-
-def _validate(x, weight, routing, spatial_att, in_att, out_att, bias, stride, padding, dilation, groups):
-    tensors = dict(x=x, weight=weight, routing=routing, spatial_att=spatial_att, in_att=in_att, out_att=out_att,
-                   bias=bias)
-    for name, t in tensors.items():
+def check_kernel_mixture_conv_args(tensors: MixtureTensors, geometry: ConvGeometry):
+    """``geometry`` if the arguments of :func:`kernel_mixture_conv` are valid (``geometry`` from
+    :func:`~.per_sample_conv.check_conv_geometry`); TypeError / ValueError naming the argument otherwise."""
+    x, weight, _, _, _, _, bias = tensors
+    for name, t in tensors._asdict().items():
         if t is None and name not in ('x', 'weight', 'routing'):
             continue
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f'{NAME}: {name} must be a torch.Tensor, got {type(t).__name__}')
-        if t.dtype not in FLOAT_DTYPES:
-            raise TypeError(f'{NAME}: {name} must be a floating tensor, got {t.dtype}')
-        if t.device != x.device:
-            raise ValueError(f"{NAME}: {name} must be on x's device {x.device}, got {t.device}")
+        check_tensor(OP_NAME, name, t, FLOAT_DTYPES)
+        check_like(OP_NAME, name, t, 'x', x)
     if x.dim() != 4:
-        raise ValueError(f'{NAME}: x must be (B, Ci, H, W), got shape {tuple(x.shape)}')
+        raise ValueError(f'{OP_NAME}: x must be (B, Ci, H, W), got shape {tuple(x.shape)}')
     if weight.dim() != 5:
-        raise ValueError(f'{NAME}: weight must be (E, Co, Ci/groups, kh, kw), got shape {tuple(weight.shape)}')
+        raise ValueError(f'{OP_NAME}: weight must be (E, Co, Ci/groups, kh, kw), got shape {tuple(weight.shape)}')
     b, ci, h, w = x.shape
     e, co, cig, kh, kw = weight.shape
+    groups = geometry.groups
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1 or ci % groups or co % groups:
-        raise ValueError(f'{NAME}: groups must be a positive int dividing Ci = {ci} and Co = {co}, got {groups!r}')
+        raise ValueError(f'{OP_NAME}: groups must be a positive int dividing Ci = {ci} and Co = {co}, got {groups!r}')
     if cig * groups != ci:
-        raise ValueError(f'{NAME}: weight must have Ci/groups = {ci // groups} input channels, got shape '
+        raise ValueError(f'{OP_NAME}: weight must have Ci/groups = {ci // groups} input channels, got shape '
                          f'{tuple(weight.shape)}')
     expected = dict(routing=(b, e), spatial_att=(b, kh, kw), in_att=(b, ci), out_att=(b, co))
     for name, shape in expected.items():
-        if tensors[name] is not None and tuple(tensors[name].shape) != shape:
-            raise ValueError(f'{NAME}: {name} must have shape {shape}, got {tuple(tensors[name].shape)}')
+        t = getattr(tensors, name)
+        if t is not None and tuple(t.shape) != shape:
+            raise ValueError(f'{OP_NAME}: {name} must have shape {shape}, got {tuple(t.shape)}')
     if bias is not None and tuple(bias.shape) not in ((co,), (b, co)):
-        raise ValueError(f'{NAME}: bias must have shape ({co},) or ({b}, {co}), got {tuple(bias.shape)}')
-    s = ConvShape(x.shape, co, (kh, kw), stride, padding, dilation, groups)
+        raise ValueError(f'{OP_NAME}: bias must have shape ({co},) or ({b}, {co}), got {tuple(bias.shape)}')
+    s = ConvShape(x.shape, co, (kh, kw), *geometry)
     if s.ho < 1 or s.wo < 1:
-        raise ValueError(f'{NAME}: input {h}×{w} is too small for kernel {kh}×{kw} with padding {padding} and '
-                         f'dilation {dilation} (output {s.ho}×{s.wo})')
+        raise ValueError(f'{OP_NAME}: input {h}×{w} is too small for kernel {kh}×{kw} with padding '
+                         f'{geometry.padding} and dilation {geometry.dilation} (output {s.ho}×{s.wo})')
+    return geometry
+
+
+def _op_geometry(geometry):
+    """``geometry`` as the custom op's (stride, padding, dilation, groups) arguments (lists for ``int[]``)."""
+    return list(geometry.stride), list(geometry.padding), list(geometry.dilation), geometry.groups
 
 
 class _Mixture:
     """The op's small tensors in the mixing dtype and the per-chunk mixed kernels, viewed (b, G, Cog, Cig, kh, kw)."""
 
-    def __init__(self, weight, routing, spatial_att, in_att, out_att, s):
+    def __init__(self, tensors: MixtureTensors, s: ConvShape):
+        _, weight, routing, spatial_att, in_att, out_att, _ = tensors
         self.s = s
         self.dtype = torch.promote_types(weight.dtype, torch.float32)
         self.experts = weight.to(self.dtype).reshape(weight.shape[0], -1)      # (E, N), N = Co·Cig·kh·kw
@@ -164,14 +191,14 @@ def _add_bias(y, bias):
         y.add_((bias.view(1, -1, 1, 1) if bias.dim() == 1 else bias[:, :, None, None]).to(y.dtype))
 
 
-@custom_op('mmdynconv::kernel_mixture_conv', mutates_args=())
-def _mixture_op(x: torch.Tensor, weight: torch.Tensor, routing: torch.Tensor, spatial_att: torch.Tensor | None,
-                in_att: torch.Tensor | None, out_att: torch.Tensor | None, bias: torch.Tensor | None,
-                stride: list[int], padding: list[int], dilation: list[int], groups: int,
-                dtype: torch.dtype) -> torch.Tensor:
+def _forward(x: torch.Tensor, weight: torch.Tensor, routing: torch.Tensor, spatial_att: Optional[torch.Tensor],
+             in_att: Optional[torch.Tensor], out_att: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+             stride: list[int], padding: list[int], dilation: list[int], groups: int,
+             dtype: torch.dtype) -> torch.Tensor:
+    tensors = MixtureTensors(x, weight, routing, spatial_att, in_att, out_att, bias)
     s = _shape(x, weight, stride, padding, dilation, groups)
     with torch.autocast(x.device.type, enabled=False):
-        mix = _Mixture(weight, routing, spatial_att, in_att, out_att, s)
+        mix = _Mixture(tensors, s)
         inp = x.to(dtype)
         y = torch.empty(s.b, s.co, s.ho, s.wo, dtype=dtype, device=x.device)
         for rows in sample_chunks(s.b, s.entries, CHUNK_ELEMENTS, MAX_CHUNKS):
@@ -180,33 +207,34 @@ def _mixture_op(x: torch.Tensor, weight: torch.Tensor, routing: torch.Tensor, sp
     return y
 
 
-@_mixture_op.register_fake
-def _mixture_fake(x, weight, routing, spatial_att, in_att, out_att, bias, stride, padding, dilation, groups, dtype):
+def _fake(x, weight, routing, spatial_att, in_att, out_att, bias, stride, padding, dilation, groups, dtype):
     s = _shape(x, weight, stride, padding, dilation, groups)
     return x.new_empty((s.b, s.co, s.ho, s.wo), dtype=dtype)
 
 
-@custom_op('mmdynconv::kernel_mixture_conv_backward', mutates_args=())
-def _mixture_backward_op(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, routing: torch.Tensor,
-                         spatial_att: torch.Tensor | None, in_att: torch.Tensor | None, out_att: torch.Tensor | None,
-                         bias: torch.Tensor | None, stride: list[int], padding: list[int], dilation: list[int],
-                         groups: int, dtype: torch.dtype, needs: list[bool]) -> list[torch.Tensor]:
+def _backward_impl(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, routing: torch.Tensor,
+                   spatial_att: Optional[torch.Tensor], in_att: Optional[torch.Tensor],
+                   out_att: Optional[torch.Tensor], bias: Optional[torch.Tensor], stride: list[int],
+                   padding: list[int], dilation: list[int], groups: int, dtype: torch.dtype,
+                   needs: list[bool]) -> list[torch.Tensor]:
     """Gradients of (x, weight, routing, spatial_att, in_att, out_att, bias); one not needed is an empty tensor."""
+    tensors = MixtureTensors(x, weight, routing, spatial_att, in_att, out_att, bias)
     with torch.autocast(x.device.type, enabled=False):
-        grads = _backward(grad, x, weight, routing, spatial_att, in_att, out_att, bias,
-                          _shape(x, weight, stride, padding, dilation, groups), dtype, needs)
+        grads = _gradients(grad, tensors, _shape(x, weight, stride, padding, dilation, groups), dtype, needs)
     return [x.new_empty(0) if g is None else g for g in grads]
 
 
-@_mixture_backward_op.register_fake
-def _mixture_backward_fake(grad, x, weight, routing, spatial_att, in_att, out_att, bias, stride, padding, dilation,
-                           groups, dtype, needs):
+def _backward_fake(grad, x, weight, routing, spatial_att, in_att, out_att, bias, stride, padding, dilation, groups,
+                   dtype, needs):
     inputs = (x, weight, routing, spatial_att, in_att, out_att, bias)
     return [torch.empty_like(t, memory_format=torch.contiguous_format) if need and t is not None else x.new_empty(0)
             for t, need in zip(inputs, needs)]
 
 
-def _backward(grad_y, x, weight, routing, spatial_att, in_att, out_att, bias, s, dtype, needs):
+def _gradients(grad_y, tensors: MixtureTensors, s: ConvShape, dtype, needs):
+    """Gradients of ``tensors`` (None where ``needs``, seven bools, says no) for the output gradient ``grad_y``
+    (B, Co, Ho, Wo); the convolution runs in ``dtype``."""
+    x, weight, routing, spatial_att, in_att, out_att, bias = tensors
     need_x, need_w, need_r, need_pos, need_in, need_out, need_bias = needs
     grads = [None] * 7
     if need_bias and bias is not None:
@@ -217,7 +245,7 @@ def _backward(grad_y, x, weight, routing, spatial_att, in_att, out_att, bias, s,
     need_kernel = need_w or need_r or need_pos or need_in or need_out
     if not (need_x or need_kernel):
         return grads
-    mix = _Mixture(weight, routing, spatial_att, in_att, out_att, s)
+    mix = _Mixture(tensors, s)
     inp, grad_y = x.to(dtype), grad_y.to(dtype)
     gx = torch.empty_like(x) if need_x else None
     gw = None                                                                     # dW_e: (E, N), mixing dtype
@@ -289,15 +317,12 @@ def _setup_context(ctx, inputs, output):
     ctx.args = args  # stride, padding, dilation, groups, dtype
 
 
-def _autograd_backward(ctx, grad):
+def _backward(ctx, grad):
     needs = list(ctx.needs_input_grad[:7])
     grads = _mixture_backward_op(grad, *ctx.saved_tensors, *ctx.args, needs)
     return (*(g if n else None for g, n in zip(grads, needs)), None, None, None, None, None)
 
 
-def _no_double_backward(ctx, *grads):
-    raise NotImplementedError(f'{NAME}: double backward (differentiating its gradient) is not supported')
-
-
-_mixture_op.register_autograd(_autograd_backward, setup_context=_setup_context)
-_mixture_backward_op.register_autograd(_no_double_backward, setup_context=lambda ctx, inputs, output: None)
+_mixture_op = register_op(f'{NAMESPACE}::{OP_NAME}', _forward, _fake, _backward, _setup_context)
+_mixture_backward_op = register_op(f'{NAMESPACE}::{OP_NAME}_backward', _backward_impl, _backward_fake,
+                                   reject_double_backward(OP_NAME))

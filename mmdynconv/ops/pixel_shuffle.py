@@ -8,6 +8,8 @@ documented shapes and back-propagate; every other tensor goes through torch's fu
 """
 import torch.nn.functional as F
 
+__all__ = ['pixel_shuffle', 'pixel_unshuffle', 'shuffle_by_reshape', 'unshuffle_by_reshape']
+
 
 def pixel_shuffle(x, scale):
     """(B, C·S², H, W) -> (B, C, S·H, S·W), as ``F.pixel_shuffle``."""

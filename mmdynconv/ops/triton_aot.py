@@ -14,6 +14,9 @@ import re
 import subprocess
 import tempfile
 
+__all__ = ['ARCHITECTURES', 'KernelSpec', 'KERNELS', 'triton_version', 'ptxas_path', 'ptxas_supports',
+           'ptxas_versions', 'compile_function', 'compile_kernel', 'compile_all']
+
 ARCHITECTURES = (70, 75, 80, 86, 89, 90, 100, 120)
 
 

@@ -105,3 +105,16 @@ def test_carafe_bad_arguments_name_the_argument():
         carafe(x, mask, 3, 2, 2.5)
     with pytest.raises(TypeError, match='masks'):
         carafe(x, mask.float(), 3, 2, 2)
+
+
+def test_carafe_backend_argument(monkeypatch):
+    """One implementation: None and 'reference' run it (also under MMDYNCONV_BACKEND=triton); 'triton' is refused
+    naming the argument and the values allowed."""
+    x, mask = inputs(1, 4, 3, 3, 3, 2, 2)
+    expected = carafe(x, mask, 3, 2, 2)
+    torch.testing.assert_close(carafe(x, mask, 3, 2, 2, backend='reference'), expected)
+    monkeypatch.setenv('MMDYNCONV_BACKEND', 'triton')
+    torch.testing.assert_close(carafe(x, mask, 3, 2, 2), expected)
+    with pytest.raises(ValueError, match=r"carafe: backend must be None or 'reference' \(carafe has no Triton "
+                                         r"kernel\), got 'triton'"):
+        carafe(x, mask, 3, 2, 2, backend='triton')

@@ -53,7 +53,7 @@ BAD_ARGUMENTS = [
     (dict(spatial_filter=torch.randn(2, 18, 4, 5).half()), TypeError, "spatial_filter must have x's dtype"),
     (dict(channel_filter=torch.randn(2, 4, 3, 3, device='meta')), ValueError, "channel_filter must be on x's device"),
     (dict(x=[[1.0]]), TypeError, 'x must be a torch.Tensor'),
-    (dict(combine='sum'), ValueError, "combine must be 'mul' or 'add'"),
+    (dict(combine='sum'), ValueError, r"combine must be one of \('mul', 'add'\)"),
     (dict(backend='cuda'), ValueError, "backend must be None, 'reference' or 'triton'"),
     (dict(backend=1), TypeError, "backend must be None, 'reference' or 'triton'"),
 ]

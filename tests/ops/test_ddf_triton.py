@@ -9,6 +9,7 @@ import torch
 
 from mmdynconv.ops import ddf
 from mmdynconv.ops.backend import triton_unusable_reason
+from mmdynconv.ops.ddf_reference import DDFOptions
 
 if triton_unusable_reason():
     pytest.skip(triton_unusable_reason(), allow_module_level=True)
@@ -50,8 +51,9 @@ def _compare(h, k, stride, dilation, heads, combine, dtype, layout, chw, B=2, co
         out = ddf(*inputs, k, stride, dilation, combine, backend='triton')
         grads = torch.autograd.grad(out, inputs, grad)
     else:
-        out = ddf_triton.ddf_forward_triton(*inputs, k, stride, dilation, combine, config)
-        grads = ddf_triton.ddf_backward_triton(grad, *inputs, k, stride, dilation, combine, True, True, True, config)
+        options = DDFOptions(k, stride, dilation, combine)
+        out = ddf_triton.ddf_forward_triton(*inputs, options, config)
+        grads = ddf_triton.ddf_backward_triton(grad, *inputs, options, (True, True, True), config)
     ref_inputs = [t.detach().double().requires_grad_() for t in inputs]
     ref = ddf(*ref_inputs, k, stride, dilation, combine, backend='reference')
     ref_grads = torch.autograd.grad(ref, ref_inputs, grad.double())
