@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.registry import HOOKS
 from test_conformance import CHANNELS, LAYERS, build, is_conv, layer_inputs, registered_layers
-from torch_support import needs_custom_ops, needs_export
+from torch_support import needs_custom_ops, needs_export, needs_openmmlab
 
 from mmdynconv.layers.declarations import DECLARATIONS, EXPORT_RULES, FLOP_HANDLES
 
@@ -93,6 +93,7 @@ def test_plain_conv_checkpoint(name):
     assert not result.unexpected_keys and 'weight' not in result.missing_keys, f'{name}: {result}'
 
 
+@needs_openmmlab   # reads mmdet's config
 @pytest.mark.parametrize('name', DECLARED)
 def test_variant_transforms_a_faster_rcnn_r50_fpn(name):
     from mmengine.config import Config
