@@ -182,9 +182,9 @@ class DCDConv(nn.Module):
         pads, starts = [], []
         for size, n, s, p, d, k in zip(x.shape[2:], out_size, self.stride, self.padding, self.dilation,
                                        self.kernel_size):
-            offset = d * (k - 1) // 2 - p                                   # input index of output 0's centre tap
-            before, after = -offset, s * (n - 1) + offset - (size - 1)    # negative: crop
-            pads = [before, after] + pads                                   # F.pad lists the last dimension first
+            offset = d * (k - 1) // 2 - p                               # input index of output 0's centre tap
+            before, after = -offset, s * (n - 1) + offset - (size - 1)  # negative: crop
+            pads = [before, after] + pads                               # F.pad lists the last dimension first
             starts.append(slice(None, None, s))
         if any(pads):
             x = F.pad(x, pads)
