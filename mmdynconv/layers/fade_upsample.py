@@ -39,7 +39,7 @@ def convert_release_state_dict(state_dict):
 def add_nearest(high, low, s):
     """``high`` (B, K, S·H, S·W) plus ``low`` (B, K, H, W) upsampled ×S by nearest neighbour, without
     materialising the upsampled ``low`` (a broadcast over the S×S sub-pixels)."""
-    b, k, h, w = low.shape
+    h, w = low.shape[2:]
     out = high.unflatten(3, (w, s)).unflatten(2, (h, s)) + low[:, :, :, None, :, None]
     return out.flatten(4, 5).flatten(2, 3)
 
