@@ -123,7 +123,7 @@ def carafe_flops(inputs, outputs):
 FLOP_HANDLES: Dict[str, FlopHandle] = {
     'mmdynconv::ddf': FlopHandle(ddf_flops, ('ddf',)),
     'mmdynconv::fdconv': FlopHandle(fdconv_flops, ('fdconv_kernel', 'fdconv_conv')),
-    'mmdynconv_flops::frequency_band_mix': FlopHandle(frequency_band_mix_flops, ('frequency_band_mix',)),
+    'mmdynconv::frequency_band_mix': FlopHandle(frequency_band_mix_flops, ('frequency_band_mix',)),
     'mmdynconv::kernel_mixture_conv': FlopHandle(kernel_mixture_flops, ('kernel_mixture', 'kernel_mixture_conv')),
     'mmdynconv::carafe': FlopHandle(carafe_flops, ('carafe',)),
 }
@@ -138,7 +138,7 @@ DECLARATIONS: Dict[str, LayerDeclaration] = {d.name: d for d in (
                                   'FDConv (kernel_num 64, FBM in 3x3 convs) in every residual-block conv',
                                   backbones=dict(ResNet='FDConvResNet', ResNetV1d='FDConvResNet',
                                                  ResNetV1c='FDConvResNetV1c'), cfg_key='fdconv_cfg'),
-        small=dict(kernel_num=4), ops=('mmdynconv::fdconv', 'mmdynconv_flops::frequency_band_mix'),
+        small=dict(kernel_num=4), ops=('mmdynconv::fdconv', 'mmdynconv::frequency_band_mix'),
         benchmark='convs', export='oracle', plain_conv='converts', float32_inside=1e-5,
         published=dict(backbone='FDConv paper: +3.6 M params',
                        model='FDConv paper (published): +3.6 M params, +1.8 GFLOPs, 39.4 box AP')),
@@ -189,9 +189,7 @@ DECLARATIONS: Dict[str, LayerDeclaration] = {d.name: d for d in (
         'fade', 'upsampler',
         Variant('FADE', 'fpn_upsampler', dict(type='fade', up_kernel=5, gating=True),
                 'FADE (k_up 5, gated, guided by the lateral) as the FPN top-down x2 upsampler'),
-        small=dict(compressed_channels=16), ops=('mmdynconv::carafe',),
-        export='none yet: its reassembly runs mmdynconv::carafe, which has no export decomposition yet '
-               '(as carafe_torch)', **_FPN_UP),
+        small=dict(compressed_channels=16), ops=('mmdynconv::carafe',), export='decompose', **_FPN_UP),
 )}
 
 

@@ -26,19 +26,26 @@ rebuilds — exactly the FFT-mask operator, with GEMMs instead of 1 + M full-siz
 and adds their coefficient blocks, and rebuilds once. All of it runs in fp32, also under autocast; the result has
 x's dtype.
 
-An FFT path (:class:`_FrequencyBandMixFFT`) computes the same operator with the masked FFTs themselves, cheaper at
-large maps; :func:`choose_path` picks one per input size and device by a measured cost model, and
-``path=`` / ``MMDYNCONV_FBM_PATH`` force either (docs/fdconv.md, "FBM: GEMM or FFT, chosen by cost").
+An FFT path (:func:`_fft_forward`) computes the same operator with the masked FFTs themselves, cheaper at large
+maps; :func:`choose_path` picks one per input size and device by a measured cost model, and ``path=`` /
+``MMDYNCONV_FBM_PATH`` force either (docs/fdconv.md, "FBM: GEMM or FFT, chosen by cost").
+
+Both paths are one custom op, ``mmdynconv::frequency_band_mix`` (with ``mmdynconv::frequency_band_mix_backward``;
+fake implementations for torch.compile / torch.export, which see one node): it returns the output and the tensor
+its backward needs (the GEMM path's coefficients, or the FFT path's cropped spectrum, complex); the path is chosen
+inside the op, from the input size, the device and ``path``. Masks and bases are cached per size and device; the
+op's implementation runs on real tensors only, so nothing traced is ever cached.
 """
 import contextlib
 import functools
 import math
 import os
+from typing import List
 
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-from .compat import fake_mode_active, is_compiling
+from .compat import custom_op, fake_mode_active, is_compiling
 
 CUTOFFS = (1 / 4, 1 / 8, 1 / 16)
 MASK_MODES = ('release', 'symmetric')
@@ -46,8 +53,9 @@ RELEASE_GRID = 64          # the release builds its masks on a 64×64 frequency 
 RELEASE_EPSILON = 1e-8     # … with a `< cutoff + 1e-8` test in fp32
 
 
-# Tensors cached below are built on the CPU and never while torch.compile / torch.export trace (a cached fake
-# tensor would break later eager calls): every entry point checks _tracing() and builds uncached then.
+# Tensors cached below are never built while torch.compile / torch.export trace (a cached fake tensor would break
+# later eager calls): the op's implementation runs on real tensors only; what runs outside it (lowpass_masks, the cost
+# model's widths, the fake implementation) checks _tracing() and then builds from real tensors, caching ints only.
 
 
 def _tracing():
@@ -195,21 +203,8 @@ def _build_plan(h, w, cutoffs, mask_mode, device):
     return _build_basis(h, kh).to(device), _build_basis(w, kw).to(device), bands
 
 
-_cached_plan = functools.lru_cache(maxsize=256)(_build_plan)
-
-
-def _plan(h, w, cutoffs, mask_mode, device):
-    """Row and column bases of the widest band and every band's coefficient map: cached per size and device, except
-    while torch.compile / torch.export trace (then built from real CPU tensors and moved to the traced device)."""
-    if not _tracing():
-        return _cached_plan(h, w, cutoffs, mask_mode, device)
-    with _real_tensors():
-        u_h, u_w, bands = _build_plan(h, w, cutoffs, mask_mode, 'cpu')
-    for band in bands:
-        for name in ('scale', 'rotation', 'partner_r', 'partner_c'):
-            if getattr(band, name) is not None:
-                setattr(band, name, getattr(band, name).to(device))
-    return u_h.to(device), u_w.to(device), bands
+_plan = functools.lru_cache(maxsize=256)(_build_plan)
+"""Row and column bases of the widest band and every band's coefficient map, cached per size and device."""
 
 
 def _project(x, u_h, u_w):
@@ -237,48 +232,40 @@ def _weights(att32, m):
     return nxt - att32[:, m:m + 1]
 
 
-class _FrequencyBandMixGemm(torch.autograd.Function):
+def _gemm_forward(x, att, cutoffs, mask_mode):
+    """x (B, C, H, W), att (B, M, H, W) -> (x' in fp32, the widest band's coefficients (B, C, r_H, r_W) fp32)."""
+    x32, att32 = x.float(), att.float()
+    u_h, u_w, bands = _plan(*x.shape[-2:], cutoffs, mask_mode, x.device)
+    coefficients = _project(x32, u_h, u_w)
+    out = torch.mul(x32, att32[:, :1], out=x32.new_empty(x32.shape))
+    for m, band in enumerate(bands):
+        out.addcmul_(_lowpass(coefficients, u_h, u_w, band), _weights(att32, m))
+    return out, coefficients
 
-    @staticmethod
-    def forward(ctx, x, att, cutoffs, mask_mode):
-        with torch.autocast(x.device.type, enabled=False):
-            x32, att32 = x.float(), att.float()
-            u_h, u_w, bands = _plan(*x.shape[-2:], cutoffs, mask_mode, x.device)
-            coefficients = _project(x32, u_h, u_w)
-            out = x32 * att32[:, :1]
-            for m, band in enumerate(bands):
-                out.addcmul_(_lowpass(coefficients, u_h, u_w, band), _weights(att32, m))
-        ctx.save_for_backward(x, att, coefficients)
-        ctx.plan = (cutoffs, mask_mode)
-        return out.to(x.dtype)
 
-    @staticmethod
-    def backward(ctx, grad):
-        x, att, coefficients = ctx.saved_tensors
-        grad_x = grad_att = None
-        with torch.autocast(x.device.type, enabled=False):
-            grad, att32 = grad.float(), att.float()
-            u_h, u_w, bands = _plan(*x.shape[-2:], *ctx.plan, x.device)
-            if ctx.needs_input_grad[1]:
-                grad_att = torch.empty_like(att32)
-                previous = x.float()
-                for m, band in enumerate(bands):
-                    low = _lowpass(coefficients, u_h, u_w, band)
-                    grad_att[:, m] = (previous - low).mul_(grad).sum(1)
-                    previous = low
-                grad_att = grad_att.to(att.dtype)
-            if ctx.needs_input_grad[0]:
-                # Σ_m L_m(grad·w_m) (L_m is self-adjoint): project each weighted gradient onto its band, map and add
-                # the coefficient blocks (zero-padded to the widest band) and rebuild once
-                total = grad.new_zeros(*grad.shape[:-2], u_h.shape[1], u_w.shape[1])
-                for m, band in enumerate(bands):
-                    a, b = band.size
-                    block = _project(grad * _weights(att32, m), u_h[:, :a], u_w[:, :b])
-                    total[..., :a, :b] += band.apply(block)
-                grad_x = _rebuild(total, u_h, u_w, total.shape[-2:])
-                grad_x.addcmul_(grad, att32[:, :1])
-                grad_x = grad_x.to(x.dtype)
-        return grad_x, grad_att, None, None
+def _gemm_backward(grad, x, att, coefficients, cutoffs, mask_mode, needs):
+    """The fp32 gradients of (x, att) from :func:`_gemm_forward`'s saved coefficients (None where not needed)."""
+    grad_x = grad_att = None
+    grad, att32 = grad.float(), att.float()
+    u_h, u_w, bands = _plan(*x.shape[-2:], cutoffs, mask_mode, x.device)
+    if needs[1]:
+        grad_att = att32.new_empty(att32.shape)
+        previous = x.float()
+        for m, band in enumerate(bands):
+            low = _lowpass(coefficients, u_h, u_w, band)
+            grad_att[:, m] = (previous - low).mul_(grad).sum(1)
+            previous = low
+    if needs[0]:
+        # Σ_m L_m(grad·w_m) (L_m is self-adjoint): project each weighted gradient onto its band, map and add the
+        # coefficient blocks (zero-padded to the widest band) and rebuild once
+        total = grad.new_zeros(*grad.shape[:-2], u_h.shape[1], u_w.shape[1])
+        for m, band in enumerate(bands):
+            a, b = band.size
+            block = _project(grad * _weights(att32, m), u_h[:, :a], u_w[:, :b])
+            total[..., :a, :b] += band.apply(block)
+        grad_x = _rebuild(total, u_h, u_w, total.shape[-2:])
+        grad_x.addcmul_(grad, att32[:, :1])
+    return grad_x, grad_att
 
 
 # ------------------------------------------------------------------------------------------------------ FFT path
@@ -289,16 +276,7 @@ def _build_fft_masks(h, w, cutoffs, mask_mode, device):
     return masks[:, :, :n_cols].contiguous().to(device)
 
 
-_cached_fft_masks = functools.lru_cache(maxsize=256)(_build_fft_masks)
-
-
-def _fft_masks(h, w, cutoffs, mask_mode, device):
-    """:func:`_build_fft_masks`, cached per size and device except while torch.compile / torch.export trace."""
-    if not _tracing():
-        return _cached_fft_masks(h, w, cutoffs, mask_mode, device)
-    with _real_tensors():
-        masks = _build_fft_masks(h, w, cutoffs, mask_mode, 'cpu')
-    return masks.to(device)
+_fft_masks = functools.lru_cache(maxsize=256)(_build_fft_masks)
 
 
 def _spectrum(x32, n_cols):
@@ -322,54 +300,45 @@ def _inverse(spectrum, width):
     return torch.fft.irfft(rows, n=width, dim=-1, norm='ortho')
 
 
-class _FrequencyBandMixFFT(torch.autograd.Function):
+def _fft_forward(x, att, cutoffs, mask_mode):
     """The masked FFTs themselves: one rfft2 of x, and per band the masked spectrum's irfft2, both restricted to the
-    rfft columns the widest band passes. Saves x, att and that cropped spectrum (about half of x's size at the 1/4
-    cut-off) — not the M full-size low-passes: the backward recomputes them for att's gradient, and gets x's gradient
-    from M forward transforms of the weighted gradients, masked and summed in the frequency domain, and one inverse
-    (each L_m is self-adjoint, see the module docstring)."""
+    rfft columns the widest band passes. x (B, C, H, W), att (B, M, H, W) -> (x' in fp32, that cropped spectrum
+    (B, C, H, n_cols) complex64: about half of x's size at the 1/4 cut-off, not the M full-size low-passes)."""
+    x32, att32 = x.float(), att.float()
+    h, w = x.shape[-2:]
+    masks = _fft_masks(h, w, cutoffs, mask_mode, x.device)
+    spectrum = _spectrum(x32, masks.shape[-1])
+    out = torch.mul(x32, att32[:, :1], out=x32.new_empty(x32.shape))
+    for m in range(masks.shape[0]):
+        out.addcmul_(_inverse(spectrum * masks[m], w), _weights(att32, m))
+    return out, spectrum
 
-    @staticmethod
-    def forward(ctx, x, att, cutoffs, mask_mode):
-        with torch.autocast(x.device.type, enabled=False):
-            x32, att32 = x.float(), att.float()
-            h, w = x.shape[-2:]
-            masks = _fft_masks(h, w, cutoffs, mask_mode, x.device)
-            spectrum = _spectrum(x32, masks.shape[-1])
-            out = x32 * att32[:, :1]
-            for m in range(masks.shape[0]):
-                out.addcmul_(_inverse(spectrum * masks[m], w), _weights(att32, m))
-        ctx.save_for_backward(x, att, spectrum)
-        ctx.plan = (cutoffs, mask_mode)
-        return out.to(x.dtype)
 
-    @staticmethod
-    def backward(ctx, grad):
-        x, att, spectrum = ctx.saved_tensors
-        grad_x = grad_att = None
-        with torch.autocast(x.device.type, enabled=False):
-            grad, att32 = grad.float(), att.float()
-            h, w = x.shape[-2:]
-            masks = _fft_masks(h, w, *ctx.plan, x.device)
-            n_cols = masks.shape[-1]
-            if ctx.needs_input_grad[1]:
-                grad_att = torch.empty_like(att32)
-                previous = x.float()
-                for m in range(masks.shape[0]):
-                    low = _inverse(spectrum * masks[m], w)
-                    grad_att[:, m] = (previous - low).mul_(grad).sum(1)
-                    previous = low
-                del previous, low
-                grad_att = grad_att.to(att.dtype)
-            if ctx.needs_input_grad[0]:
-                total = None
-                for m in range(masks.shape[0]):
-                    band = _spectrum(grad * _weights(att32, m), n_cols).mul_(masks[m])
-                    total = band if total is None else total.add_(band)
-                grad_x = _inverse(total, w)
-                grad_x.addcmul_(grad, att32[:, :1])
-                grad_x = grad_x.to(x.dtype)
-        return grad_x, grad_att, None, None
+def _fft_backward(grad, x, att, spectrum, cutoffs, mask_mode, needs):
+    """The fp32 gradients of (x, att) from :func:`_fft_forward`'s saved spectrum (None where not needed): att's
+    recomputes the M low-passes, x's comes from M forward transforms of the weighted gradients, masked and summed in
+    the frequency domain, and one inverse (each L_m is self-adjoint, see the module docstring)."""
+    grad_x = grad_att = None
+    grad, att32 = grad.float(), att.float()
+    h, w = x.shape[-2:]
+    masks = _fft_masks(h, w, cutoffs, mask_mode, x.device)
+    n_cols = masks.shape[-1]
+    if needs[1]:
+        grad_att = att32.new_empty(att32.shape)
+        previous = x.float()
+        for m in range(masks.shape[0]):
+            low = _inverse(spectrum * masks[m], w)
+            grad_att[:, m] = (previous - low).mul_(grad).sum(1)
+            previous = low
+        del previous, low
+    if needs[0]:
+        total = None
+        for m in range(masks.shape[0]):
+            band = _spectrum(grad * _weights(att32, m), n_cols).mul_(masks[m])
+            total = band if total is None else total.add_(band)
+        grad_x = _inverse(total, w)
+        grad_x.addcmul_(grad, att32[:, :1])
+    return grad_x, grad_att
 
 
 # ------------------------------------------------------------------------------------------------- path choice
@@ -382,20 +351,26 @@ FFT_CROSSOVER = {'cpu': 6.0}
 
 
 @functools.lru_cache(maxsize=256)
-def _widest_basis(h, w, cutoffs, mask_mode):
+def _build_widths(h, w, cutoffs, mask_mode):
     masks = _build_masks(h, w, cutoffs, mask_mode)
     kh = max(_max_frequency(m[:, 0], h, True) for m in masks)
     kw = max(_max_frequency(m[0, :], w, False) for m in masks)
-    return _basis_width(h, kh), _basis_width(w, kw)
+    return _basis_width(h, kh), _basis_width(w, kw), kw + 1
+
+
+def _widths(h, w, cutoffs, mask_mode):
+    """(r_H, r_W, n_cols): the widths of the widest band's row and column bases and the rfft columns it passes;
+    plain ints, cached, from real tensors also while tracing (never traced masks)."""
+    key = (int(h), int(w), tuple(float(c) for c in cutoffs), mask_mode)
+    with (_real_tensors() if _tracing() else contextlib.nullcontext()):
+        return _build_widths(*key)
 
 
 def fbm_cost_ratio(height: int, width: int, cutoffs=CUTOFFS, mask_mode: str = 'release') -> float:
     """ρ = (r_H + r_W) / log2(H·W): per image and channel the GEMM path's work grows as H·W·(r_H + r_W) (r_H, r_W:
     the widths of the widest band's row and column bases, about H/2 and W/2 at the 1/4 cut-off), the FFT path's as
     H·W·log2(H·W); ρ is their ratio up to each path's constant, which the measured crossover absorbs."""
-    key = (int(height), int(width), tuple(float(c) for c in cutoffs), mask_mode)
-    with (_real_tensors() if _tracing() else contextlib.nullcontext()):  # plain ints, cached; never traced masks
-        r_h, r_w = _widest_basis(*key)
+    r_h, r_w, _ = _widths(height, width, cutoffs, mask_mode)
     return (r_h + r_w) / math.log2(max(int(height) * int(width), 2))
 
 
@@ -441,10 +416,71 @@ def frequency_band_mix(x: torch.Tensor, att: torch.Tensor, cutoffs=CUTOFFS, mask
         (B, C, H, W) in x's dtype.
     """
     _check(x, att, cutoffs, mask_mode)
-    cutoffs = tuple(float(c) for c in cutoffs)
-    if choose_path(x.shape[-2], x.shape[-1], cutoffs, mask_mode, x.device, path) == 'fft':
-        return _FrequencyBandMixFFT.apply(x, att, cutoffs, mask_mode)
-    return _FrequencyBandMixGemm.apply(x, att, cutoffs, mask_mode)
+    return _band_mix_op(x, att, [float(c) for c in cutoffs], mask_mode, _resolve_path(path))[0]
+
+
+@custom_op('mmdynconv::frequency_band_mix', mutates_args=())
+def _band_mix_op(x: torch.Tensor, att: torch.Tensor, cutoffs: List[float], mask_mode: str,
+                 path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x' in x's dtype, what the backward needs: the GEMM path's coefficients (B, C, r_H, r_W) float32 or the FFT
+    path's cropped spectrum (B, C, H, n_cols) complex64); ``path`` ('auto', 'fft', 'gemm') as :func:`choose_path`."""
+    cutoffs = tuple(cutoffs)
+    fft = choose_path(*x.shape[-2:], cutoffs, mask_mode, x.device, path) == 'fft'
+    with torch.autocast(x.device.type, enabled=False):
+        out, saved = (_fft_forward if fft else _gemm_forward)(x, att, cutoffs, mask_mode)
+    return out.to(x.dtype), saved
+
+
+@_band_mix_op.register_fake
+def _band_mix_fake(x, att, cutoffs, mask_mode, path):
+    b, c, h, w = x.shape
+    r_h, r_w, n_cols = _widths(h, w, cutoffs, mask_mode)
+    if choose_path(h, w, cutoffs, mask_mode, x.device, path) == 'fft':
+        saved = _spectrum(x.float(), n_cols)   # traced FFTs: the strides the FFT kernels give (B, C, H, n_cols)
+    else:
+        saved = x.new_empty((b, c, r_h, r_w), dtype=torch.float32)
+    return torch.empty_like(x, memory_format=torch.contiguous_format), saved
+
+
+@custom_op('mmdynconv::frequency_band_mix_backward', mutates_args=())
+def _band_mix_backward_op(grad: torch.Tensor, x: torch.Tensor, att: torch.Tensor, saved: torch.Tensor,
+                          cutoffs: List[float], mask_mode: str, needs: List[bool]) -> List[torch.Tensor]:
+    """The gradients of (x, att) in their dtypes, one not needed an empty tensor. The forward's path is ``saved``'s:
+    the FFT path saves a complex spectrum."""
+    backward = _fft_backward if saved.is_complex() else _gemm_backward
+    with torch.autocast(x.device.type, enabled=False):
+        grads = backward(grad, x, att, saved, tuple(cutoffs), mask_mode, needs)
+    return [x.new_empty(0) if g is None else g.to(t.dtype) for g, t in zip(grads, (x, att))]
+
+
+@_band_mix_backward_op.register_fake
+def _band_mix_backward_fake(grad, x, att, saved, cutoffs, mask_mode, needs):
+    return [torch.empty_like(t, memory_format=torch.contiguous_format) if need else x.new_empty(0)
+            for t, need in zip((x, att), needs)]
+
+
+def _setup_context(ctx, inputs, output):
+    x, att, cutoffs, mask_mode, _ = inputs
+    ctx.save_for_backward(x, att, output[1])
+    ctx.args = (cutoffs, mask_mode)
+    ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)   # no zero gradient of the saved tensor
+
+
+def _autograd_backward(ctx, grad, _grad_saved):
+    if grad is None:   # the output has no gradient (not materialised as zeros)
+        return None, None, None, None, None
+    needs = list(ctx.needs_input_grad[:2])
+    grads = _band_mix_backward_op(grad, *ctx.saved_tensors, *ctx.args, needs)
+    return (*(g if need else None for g, need in zip(grads, needs)), None, None, None)
+
+
+def _no_double_backward(ctx, *grads):
+    raise NotImplementedError('frequency_band_mix: double backward (differentiating its gradient) is not supported')
+
+
+_band_mix_op.register_autograd(_autograd_backward, setup_context=_setup_context)
+_band_mix_backward_op.register_autograd(_no_double_backward, setup_context=lambda ctx, inputs, output: None)
 
 
 def _check_mask_mode(mask_mode, op):

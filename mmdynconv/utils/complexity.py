@@ -30,14 +30,12 @@ Per-op counts (handles below; tested against formulas written in ``tests``):
 The KSM global branch (linear, BatchNorm, heads), the local branch's LayerNorm and FBM's 3×3 attention conv are
 ordinary aten ops that mmengine counts itself.
 """
-from typing import List
-
 import torch
 from mmengine.analysis import FlopAnalyzer
 
 from ..layers.declarations import FLOP_HANDLES
 from ..layers.fdconv_flops import fft_flops  # noqa: F401  (re-exported: the FFT cost convention)
-from ..ops.compat import CUSTOM_OP_REASON, HAS_CUSTOM_OP, custom_op
+from ..ops.compat import CUSTOM_OP_REASON, HAS_CUSTOM_OP
 
 OP_HANDLES = {op: handle.fn for op, handle in FLOP_HANDLES.items()}
 """{custom op: FLOP handle}, from the layer declarations (:mod:`mmdynconv.layers.declarations`)."""
@@ -48,41 +46,13 @@ OUR_OPS = tuple(key for handle in FLOP_HANDLES.values() for key in handle.keys)
 def flop_analyzer(model, inputs, warnings=False):
     """A ``FlopAnalyzer`` for ``model(*inputs)`` that also counts mmdynconv's ops.
 
-    Its ``total()`` / ``by_operator()`` trace the model with FBM routed through :func:`_opaque_band_mix`. Needs
-    torch >= 2.4: the handles match mmdynconv's ops as custom-op nodes of the trace.
+    Needs torch >= 2.4: the handles match mmdynconv's ops as custom-op nodes of the trace.
     """
     if not HAS_CUSTOM_OP:
         raise RuntimeError(f'flop_analyzer: counting FLOPs of mmdynconv ops needs their custom-op nodes; '
                            f'{CUSTOM_OP_REASON}')
-    analyzer = _OpaqueFBMAnalyzer(model, inputs).set_op_handle(**OP_HANDLES)
+    analyzer = FlopAnalyzer(model, inputs).set_op_handle(**OP_HANDLES)
     return analyzer.unsupported_ops_warnings(warnings).uncalled_modules_warnings(warnings)
-
-
-@custom_op('mmdynconv_flops::frequency_band_mix', mutates_args=())
-def _opaque_band_mix(x: torch.Tensor, att: torch.Tensor, cutoffs: List[float], mask_mode: str) -> torch.Tensor:
-    """FBM as one opaque node for the tracer. The FBM op is an ``autograd.Function``, whose body the JIT tracer
-    records as a subgraph; its per-size cached band bases then appear in two subgraphs when a model has two FBM
-    layers of one size, which the tracer cannot resolve (``RuntimeError: unordered_map::at``)."""
-    from ..ops.fdconv_fbm import frequency_band_mix
-    return frequency_band_mix(x, att, cutoffs, mask_mode).clone()
-
-
-@_opaque_band_mix.register_fake
-def _(x, att, cutoffs, mask_mode):
-    return torch.empty_like(x)
-
-
-class _OpaqueFBMAnalyzer(FlopAnalyzer):
-
-    def _analyze(self):
-        from ..layers import frequency_band_modulation as fbm_layer
-        original = fbm_layer.frequency_band_mix
-        fbm_layer.frequency_band_mix = lambda x, att, cutoffs, mask_mode: _opaque_band_mix(x, att, list(cutoffs),
-                                                                                             mask_mode)
-        try:
-            return super()._analyze()
-        finally:
-            fbm_layer.frequency_band_mix = original
 
 
 def build_model(cfg):

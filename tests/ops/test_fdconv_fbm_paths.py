@@ -1,7 +1,9 @@
 """FBM's two algorithms (GEMM and FFT, mmdynconv/ops/fdconv_fbm.py) against the masked-FFT oracle in values and
-gradients, at the sizes where the automatic choice switches and at odd sizes; the switch and its forcing."""
+gradients, at the sizes where the automatic choice switches and at odd sizes; the switch and its forcing; the custom op
+(opcheck, torch.compile in one graph, torch.export)."""
 import pytest
 import torch
+from torch_support import needs_custom_ops
 
 from mmdynconv.ops import fdconv_fbm
 from mmdynconv.ops.compat import TORCH_VERSION
@@ -100,8 +102,8 @@ def test_fft_path_under_bfloat16_autocast_and_half_inputs():
 
 
 def _used_path(out):
-    name = type(out.grad_fn).__name__
-    return 'fft' if 'FFT' in name else 'gemm' if 'Gemm' in name else name
+    """The path the op took: the FFT path saves a complex spectrum for its backward, the GEMM path real coefficients."""
+    return 'fft' if out.grad_fn.saved_tensors[-1].is_complex() else 'gemm'
 
 
 def test_argument_and_environment_force_the_path(monkeypatch):
@@ -140,16 +142,49 @@ def test_cost_model_prefers_fft_for_large_maps(monkeypatch):
     assert choose_path(8, 8, path='auto') == 'fft'
 
 
-def test_fft_masks_cached_outside_tracing_only(monkeypatch):
-    """While torch.compile / torch.export trace, the FFT path's masks are built uncached (a cached fake tensor
-    would break later eager calls); outside they come from the per-size cache."""
-    fdconv_fbm._cached_fft_masks.cache_clear()
-    fdconv_fbm._fft_masks(9, 10, CUTOFFS, 'release', torch.device('cpu'))
-    assert fdconv_fbm._cached_fft_masks.cache_info().currsize == 1
-    monkeypatch.setattr(fdconv_fbm, '_tracing', lambda: True)
-    masks = fdconv_fbm._fft_masks(11, 10, CUTOFFS, 'release', torch.device('cpu'))
-    assert fdconv_fbm._cached_fft_masks.cache_info().currsize == 1
-    assert masks.shape[:2] == (3, 11)
+def test_double_backward_is_rejected():
+    x, att, grad = _case(6, 7, torch.float64)
+    (gx,) = torch.autograd.grad(frequency_band_mix(x, att), x, grad, create_graph=True)
+    with pytest.raises(NotImplementedError, match='frequency_band_mix: double backward'):
+        gx.sum().backward()
+
+
+@needs_custom_ops
+@pytest.mark.parametrize('path', ['fft', 'gemm'])
+def test_custom_op_passes_opcheck(path):
+    """Schema, fake implementation (output shapes, dtypes and strides, also for channels-last inputs) and autograd
+    registration of mmdynconv::frequency_band_mix and its backward op."""
+    x, att, grad = _case(9, 12, torch.float32)
+    for xs, atts in ((x, att), (x.detach().contiguous(memory_format=torch.channels_last).requires_grad_(), att)):
+        torch.library.opcheck(torch.ops.mmdynconv.frequency_band_mix.default, (xs, atts, list(CUTOFFS), 'release',
+                                                                                 path))
+    out, saved = torch.ops.mmdynconv.frequency_band_mix.default(x, att, list(CUTOFFS), 'release', path)
+    assert saved.is_complex() == (path == 'fft')
+    torch.library.opcheck(torch.ops.mmdynconv.frequency_band_mix_backward.default,
+                          (grad, x.detach(), att.detach(), saved, list(CUTOFFS), 'release', [True, True]))
+
+
+@needs_custom_ops
+@pytest.mark.parametrize('path', ['fft', 'gemm', None])
+def test_torch_compile_fullgraph(path, monkeypatch):
+    """One graph through FBM (path forced, or chosen inside the op), values and gradients equal to eager; the caches
+    are filled by the op's real calls only."""
+    monkeypatch.delenv(PATH_ENV, raising=False)
+    x, att, grad = _case(11, 10, torch.float32)
+
+    def fn(x, att):
+        return frequency_band_mix(x, att, CUTOFFS, path=path)
+
+    expected = fn(x, att)
+    expected_grads = torch.autograd.grad(expected, (x, att), grad)
+    torch._dynamo.reset()
+    out = torch.compile(fn, fullgraph=True, backend='aot_eager')(x, att)
+    assert torch.equal(out, expected)
+    for g, e in zip(torch.autograd.grad(out, (x, att), grad), expected_grads):
+        assert torch.equal(g, e)
+    u_h, u_w, bands = fdconv_fbm._plan(11, 10, CUTOFFS, 'release', x.device)   # cached entries: real tensors
+    masks = fdconv_fbm._fft_masks(11, 10, CUTOFFS, 'release', x.device)
+    assert not any(isinstance(t, torch._subclasses.FakeTensor) for t in (u_h, u_w, masks, bands[0].partner_r))
 
 
 @pytest.mark.skipif(TORCH_VERSION < (2, 5), reason='torch.export of FBM is tested from torch 2.5')
@@ -165,8 +200,9 @@ def test_fft_path_survives_export_tracing(path, monkeypatch):
         def forward(self, x, att):
             return frequency_band_mix(x, att, path=path)
 
-    fdconv_fbm._cached_fft_masks.cache_clear()
+    fdconv_fbm._fft_masks.cache_clear()
     torch.export.export(Mix(), (x, att))
+    assert fdconv_fbm._fft_masks.cache_info().currsize == 0   # the op is one node: nothing built while tracing
     out = frequency_band_mix(x.requires_grad_(), att, path=path)
     assert _used_path(out) == 'fft'
     assert _rel_err(out, frequency_band_mix_oracle(x, att)) < 2e-6
