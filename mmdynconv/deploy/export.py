@@ -12,11 +12,23 @@ import torch.utils._pytree as pytree
 
 from ..ops.compat import HAS_CUSTOM_OP, TORCH_VERSION
 from .dft_matmul import fft_c2c, fft_c2r, fft_r2c
-from .functional import ddf_functional
+from .functional import carafe_functional, ddf_functional
 
 
 def _ddf_decomposition(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine, backend):
     return ddf_functional(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine)
+
+
+def _kernel_mixture_decomposition(x, weight, routing, spatial_att, in_att, out_att, bias, stride, padding, dilation,
+                                  groups, dtype):
+    """CondConv / DY-Conv / ODConv: the mixed kernels and one grouped conv (standard ops)."""
+    from ..ops.kernel_mixture import kernel_mixture_conv_reference
+    return kernel_mixture_conv_reference(x.to(dtype), weight.to(dtype), routing.to(dtype), spatial_att, in_att,
+                                         out_att, bias, stride, padding, dilation, groups)
+
+
+def _carafe_decomposition(features, masks, kernel_size, group_size, scale_factor):
+    return carafe_functional(features, masks, kernel_size, group_size, scale_factor)
 
 
 def _fftfreq(n, d=1.0, *, dtype=None, layout=None, device=None, pin_memory=False):
@@ -34,6 +46,8 @@ def decomposition_table():
     / ``rfftfreq`` (used by FBM's mask construction; the ONNX exporter has no translation for them)."""
     table = torch.export.default_decompositions()
     table[torch.ops.mmdynconv.ddf.default] = _ddf_decomposition
+    table[torch.ops.mmdynconv.kernel_mixture_conv.default] = _kernel_mixture_decomposition
+    table[torch.ops.mmdynconv.carafe.default] = _carafe_decomposition
     table[torch.ops.aten.fft_fftfreq.default] = _fftfreq
     table[torch.ops.aten.fft_rfftfreq.default] = _rfftfreq
     table[torch.ops.aten._fft_r2c.default] = fft_r2c

@@ -1,10 +1,11 @@
 """Export-friendly (functional, loop-over-taps) pure-PyTorch formulations of the custom ops.
 
 The ops' CPU references accumulate in place into scratch buffers (memory-light training paths). An exported graph
-must be functional, so the export decomposes ``mmdynconv::ddf`` into :func:`ddf_functional` instead: k² strided
-slices of the zero-padded input, each multiplied by its spatial and channel filter taps and summed. Only Pad,
-Slice, Reshape, Mul and Add remain, which every ONNX runtime has.
+must be functional, so the export decomposes ``mmdynconv::ddf`` into :func:`ddf_functional` and ``mmdynconv::carafe``
+into :func:`carafe_functional` instead: k² strided slices of the zero-padded input, each multiplied by its filter or
+mask taps and summed. Only Pad, Slice, Reshape, Mul and Add remain, which every ONNX runtime has.
 """
+import torch
 import torch.nn.functional as F
 
 
@@ -31,3 +32,17 @@ def ddf_functional(x, channel_filter, spatial_filter, kernel_size, stride=1, dil
             tap = fs[:, :, :, t] * fc[:, :, :, t] if combine == 'mul' else fs[:, :, :, t] + fc[:, :, :, t]
             out = tap * window if out is None else out + tap * window
     return out.reshape(b, c, ho, wo)
+
+
+def carafe_functional(features, masks, kernel_size, group_size, scale_factor):
+    """``mmdynconv::carafe`` in standard, out-of-place ops (traceable by ``torch.export``): features (B, C, H, W),
+    masks (B, G·k², S·H, S·W) -> (B, C, S·H, S·W), the sum over the k² taps of the shifted features times their
+    mask, per group."""
+    b, c, h, w = features.shape
+    k, g, s = kernel_size, group_size, scale_factor
+    r = (k - 1) // 2
+    acc = torch.promote_types(features.dtype, torch.float32)
+    padded = F.pad(features.to(acc), (r, r, r, r)).view(b, g, c // g, 1, 1, h + 2 * r, w + 2 * r)
+    m = F.pixel_unshuffle(masks.to(acc), s).view(b, g, k * k, s, s, h, w)
+    out = sum(padded[..., i:i + h, j:j + w] * m[:, :, None, i * k + j] for i in range(k) for j in range(k))
+    return F.pixel_shuffle(out.reshape(b, c * s * s, h, w), s).to(features.dtype)
