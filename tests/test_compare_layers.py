@@ -7,12 +7,12 @@ import os.path as osp
 import pytest
 from tool_runner import ROOT, run_tool
 
-from mmdynconv.comparison.cells import finetune_jobs, pretrain_jobs, variants
+from experiments.demo_comparison.cells import finetune_jobs, pretrain_jobs, variants
+from experiments.demo_comparison.plot import bar_plot
+from experiments.demo_comparison.protocol import QUICK
+from experiments.demo_comparison.report import markdown_table
+from experiments.demo_comparison.runner import job_options, job_run
 from mmdynconv.comparison.config_runner import run_config, run_queue, write_run_config
-from mmdynconv.comparison.plot import bar_plot
-from mmdynconv.comparison.protocol import QUICK
-from mmdynconv.comparison.report import markdown_table
-from mmdynconv.comparison.runner import job_options, job_run
 
 
 def test_jobs_cover_every_variant_init_and_seed_core_first():
@@ -157,7 +157,7 @@ def test_adamw_moves_the_fdconv_kernel_by_the_spectrum_step_gain():
     decay_mult = gain) equalises it; decoupled weight decay shrinks both kernels identically."""
     import torch
 
-    from mmdynconv.comparison.fdconv_probe import spectrum_step_gain
+    from experiments.fdconv_probe.probe import spectrum_step_gain
     from mmdynconv.layers.fdconv import FDConv
     torch.manual_seed(0)
     gain = spectrum_step_gain(32, 32, 3)['gain']

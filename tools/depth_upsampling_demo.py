@@ -4,15 +4,16 @@
                                           [--scales 4 8] [--seeds 0 1 2] [--max-iters N] [--only-data]
 
 Writes the synthetic RGB-D scenes (if missing), then OUT/results.md, OUT/results.json and OUT/figure.png.
-See docs/depth_upsampling.md; the logic lives in mmdynconv/depth/demo.py.
+See docs/depth_upsampling.md; the logic lives in experiments/depth_upsampling/demo.py (experiment code, run from a
+clone).
 """
 import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without installing
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone: mmdynconv and experiments/
 
-from mmdynconv.depth.demo import ensure_data, run_demo  # noqa: E402
+from experiments.depth_upsampling.demo import ensure_data, run_demo  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -1,7 +1,7 @@
 # Comparison detector (tools/compare_layers.py): the demo Faster R-CNN (ResNet-50 at base width 16 + FPN) shrunk to
 # 64x64 images and fewer proposals so that one fine-tuning run takes about a minute on one CPU core. Data roots,
 # seed, schedule (iteration based) and the pretrained / from-scratch backbone set-up are written per run by
-# mmdynconv.comparison; the variants inherit this file and change only the layer under study.
+# the demo preset (experiments/demo_comparison); the variants inherit this file and change only the layer under study.
 _base_ = '../demo/faster-rcnn_tiny-r50_fpn_shapes.py'
 
 image_size = (64, 64)

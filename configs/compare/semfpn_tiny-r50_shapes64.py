@@ -1,7 +1,7 @@
 # Comparison segmenter (tools/compare_layers.py): the demo semantic FPN at 64x64 crops, with mmdet's ResNet-50 at base
 # width 16 as backbone (the layout of the detector-pretrained backbone, so both tasks fine-tune from the same
-# weights). Data roots, seed, schedule and the pretrained / from-scratch set-up are written per run by
-# mmdynconv.comparison.
+# weights). Data roots, seed, schedule and the pretrained / from-scratch set-up are merged in per run by the demo
+# preset (experiments/demo_comparison).
 _base_ = '../demo/semfpn_tiny-r50_shapes.py'
 
 crop_size = (64, 64)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from tool_runner import run_tool
 
-from mmdynconv.depth import (
+from experiments.depth_upsampling import (
     DepthRMSE,
     GuidedDepthUpsampler,
     RGBDUpsamplingDataset,

@@ -3,8 +3,9 @@ over seeds per variant and initialisation, with the seed count and the differenc
 import math
 import statistics
 
+from mmdynconv.comparison.config_report import mean_std, write_rows
+
 from .cells import INITS
-from .config_report import mean_std, write_rows
 
 CSV_FIELDS = ('task', 'variant', 'init', 'seed', 'metric', 'value', 'wall_s', 'max_grad_norm')
 SPIKE = 1e3  # a logged gradient norm above this (the clip threshold is 35) marks a loss spike

@@ -1,6 +1,7 @@
 """Guided depth upsampling with DDF-Up (DDF paper's joint-upsampling application): synthetic RGB-D data, an
 mmengine dataset, model and metric (registered in mmengine's root registries: ``custom_imports =
-dict(imports=['mmdynconv.depth'])``), and classical baselines. See docs/depth_upsampling.md."""
+dict(imports=['experiments.depth_upsampling'])``, importable from a clone: ``tools/train.py`` puts the repository
+root on ``sys.path``), and classical baselines. See docs/depth_upsampling.md."""
 from .baselines import bicubic_upsample, box_filter, guided_filter
 from .dataset import RGBDUpsamplingDataset, area_downsample
 from .metric import DepthRMSE, depth_edge_mask

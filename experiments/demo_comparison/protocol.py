@@ -10,7 +10,7 @@
 """
 from dataclasses import dataclass, field, replace
 
-from ..utils.demo_data import PRETRAIN_SHAPES, DemoDataSpec
+from mmdynconv.utils.demo_data import PRETRAIN_SHAPES, DemoDataSpec
 
 
 @dataclass(frozen=True)

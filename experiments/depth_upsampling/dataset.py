@@ -1,4 +1,4 @@
-"""``RGBDUpsamplingDataset``: the RGB-D format of :mod:`mmdynconv.depth.scenes` as an mmengine dataset."""
+"""``RGBDUpsamplingDataset``: the RGB-D format of :mod:`.scenes` as an mmengine dataset."""
 import json
 
 import numpy as np
@@ -30,7 +30,7 @@ class RGBDUpsamplingDataset(BaseDataset):
     ground truth (an area-integrating sensor). Collate with ``dict(type='default_collate')``.
 
     Args:
-        ann_file: the split's json index (relative to ``data_root``), see :mod:`mmdynconv.depth.scenes`.
+        ann_file: the split's json index (relative to ``data_root``), see :mod:`.scenes`.
         scale_factor: S, an int >= 2 dividing the crop (or image) size.
         crop_size: None (whole image) or an int: random square crops (training), a multiple of S.
         flip: random horizontal flips (training).

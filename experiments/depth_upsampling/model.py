@@ -5,7 +5,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 from torch import nn
 
-from ..layers.ddf_upsample import DDFUpsample
+from mmdynconv.layers.ddf_upsample import DDFUpsample
 
 # 'mse' (default): the metric is RMSE. With 'l1' the residual learnt in a few hundred iterations stayed near zero
 # (at an uncertain edge pixel L1's optimum is the median error, 0), i.e. bicubic upsampling.

@@ -64,7 +64,7 @@ def train_network(variant, scale, seed, data_root, work_dir, max_iters=None):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from ..utils import allow_runner_checkpoints
+    from mmdynconv.utils import allow_runner_checkpoints
 
     allow_runner_checkpoints()
     cfg = Config.fromfile(CONFIG.format(variant=variant, scale=scale))

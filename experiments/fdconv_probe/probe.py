@@ -17,7 +17,7 @@ import os.path as osp
 
 import torch
 
-from ..ops.fdconv_spectrum import spectrum_to_weight, weight_to_spectrum
+from mmdynconv.ops.fdconv_spectrum import spectrum_to_weight, weight_to_spectrum
 
 
 def spectrum_step_gain(in_channels, out_channels, kernel_size, seed=0):
@@ -198,7 +198,7 @@ def run_probe(plain_config, fdconv_config, data_root, steps=30, seed=0, lr_mult=
 
 def gain_table(backbone):
     """Markdown: the spectrum step gain and norm ratio of every distinct FDConv shape in ``backbone``."""
-    from ..layers.fdconv import FDConv
+    from mmdynconv.layers.fdconv import FDConv
     shapes = {}
     for name, m in backbone.named_modules():
         if isinstance(m, FDConv) and m.dynamic:
@@ -218,7 +218,7 @@ def _register_trace_hook():
     from mmengine.model import is_model_wrapper
     from mmengine.registry import HOOKS
 
-    from ..layers.kernel_spatial_modulation import KernelSpatialModulationGlobal
+    from mmdynconv.layers.kernel_spatial_modulation import KernelSpatialModulationGlobal
 
     @HOOKS.register_module(force=True)
     class FDConvTraceHook(Hook):
@@ -284,7 +284,7 @@ def trace_run(config, work_dir, stop_after=None, ksm_norm_train=False):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from ..utils import allow_runner_checkpoints
+    from mmdynconv.utils import allow_runner_checkpoints
     _register_trace_hook()
     cfg = Config.fromfile(config)
     cfg.work_dir = work_dir
