@@ -96,6 +96,9 @@ step kernel-tests "$PY" -m pytest -q -p no:cacheprovider --junitxml="$OUT/tests.
 
 step benchmarks "$PY" tools/benchmark.py --all --docs '' --device "$DEVICE" --shapes "$SHAPES" \
     "${BENCH_TIMING[@]}" --out "$OUT/bench"
+if [ "$MODE" = gpu ]; then   # whole models (opt-in benchmark; its rows say 'skipped' without mmdet / mmseg)
+    step models "$PY" tools/benchmark.py models --device "$DEVICE" "${BENCH_TIMING[@]}" --out "$OUT/bench"
+fi
 
 step report "$PY" -m mmdynconv.benchmark.gpu_report "$OUT" "$MODE" "$COMMAND"
 if [ "$DOCS" -eq 1 ] && [ "$MODE" = "gpu" ] && [ -f "$OUT/gpu_report.md" ]; then

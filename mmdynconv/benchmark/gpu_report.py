@@ -12,7 +12,7 @@ import os
 import sys
 import xml.etree.ElementTree as ET
 
-from .registry import ALL
+from .registry import ALL, OPT_IN
 from .report import columns, write_csv
 
 
@@ -65,10 +65,11 @@ def build(out_dir, mode, command):
     parts.append('## Benchmarks\n')
     all_rows = []
     bench_dir = os.path.join(out_dir, 'bench')
-    for name in ALL:
+    for name in ALL + OPT_IN:
         found = sorted(glob.glob(os.path.join(bench_dir, f'{name}_*.csv')))
         if not found:
-            parts.append(f'### {name}\n\n(not run)\n')
+            if name not in OPT_IN:
+                parts.append(f'### {name}\n\n(not run)\n')
             continue
         with open(found[0], newline='') as f:
             rows = list(csv.DictReader(f))
