@@ -137,6 +137,12 @@ def test_quick_comparison_end_to_end_and_resume(tmp_path):
     assert '2 runs' in report and 'fine-tuned from pretrained' not in (out / 'table.md').read_text()
 
 
+def test_probe_tool_runs_from_the_clone():
+    """tools/probe_fdconv_training.py is a thin entry point into experiments/fdconv_probe (not installed)."""
+    proc = run_tool('tools/probe_fdconv_training.py', '--data', 'nowhere', check=False, timeout=300)
+    assert proc.returncode == 2 and '--data must be a generated COCO folder' in proc.stdout, proc.stdout[-2000:]
+
+
 def _one_adamw_step(conv, x, probe, lr_mult=1.0, weight_decay=0.0, zero_grad=False):
     """Relative kernel change of ``conv`` after one AdamW step (lr 1e-3) on ``(conv(x) * probe).sum()``."""
     import torch
