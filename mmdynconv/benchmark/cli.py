@@ -58,6 +58,31 @@ NO_GPU_REPORT = 'No GPU run has happened yet: there is no `docs/gpu_report.md`.'
 GPU_REPORT = 'The last GPU run\'s report: [gpu_report.md](gpu_report.md).'
 
 
+def add_timing_args(p):
+    """The timing flags every benchmark tool shares (``tools/benchmark.py``, ``tools/benchmark_inference.py``)."""
+    p.add_argument('--repeat', type=int, default=10, help='most timed runs per measurement (median)')
+    p.add_argument('--warmup', type=int, default=1, help='untimed runs before timing')
+    p.add_argument('--budget', type=float, default=1.0, help='stop timing once this many seconds were timed')
+    p.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
+                   help="CPU timer: 'wall' (perf_counter) or 'cpu' (process CPU time, stable on a shared machine)")
+    p.add_argument('--threads', type=int, help='CPU threads (default: torch\'s)')
+
+
+def check_timing_args(p, args):
+    """``p.error`` naming the flag when a timing flag is out of range."""
+    for name in ('repeat', 'threads'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f'--{name} must be >= 1, got {value}')
+    if args.warmup < 0 or args.budget < 0:
+        p.error(f'--warmup and --budget must be >= 0, got {args.warmup} and {args.budget}')
+
+
+def timing(args):
+    """The harness's ``time_ms`` keyword arguments from the parsed timing flags."""
+    return dict(warmup=args.warmup, repeat=args.repeat, budget_s=args.budget, clock=args.clock)
+
+
 def parser():
     p = argparse.ArgumentParser(description='Benchmark mmdynconv ops and layers against baselines measured in the '
                                             'same run; write CSV, markdown and a PNG plot per benchmark.')
@@ -69,12 +94,7 @@ def parser():
                    help='dtypes to measure (default: float32; float32 bfloat16 on CUDA)')
     p.add_argument('--shapes', choices=('full', 'small'), default='full',
                    help="'full': the documented shapes; 'small': tiny shapes (smoke tests, the CPU pipeline)")
-    p.add_argument('--repeat', type=int, default=10, help='most timed runs per measurement (median)')
-    p.add_argument('--warmup', type=int, default=1, help='untimed runs before timing')
-    p.add_argument('--budget', type=float, default=1.0, help='stop timing once this many seconds were timed')
-    p.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
-                   help="CPU timer: 'wall' (perf_counter) or 'cpu' (process CPU time, stable on a shared machine)")
-    p.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
+    add_timing_args(p)
     p.add_argument('--out', default='benchmark_results', help='folder for the CSV / markdown / PNG files')
     p.add_argument('--docs', default=DOCS, help=f'page --all writes (default {DOCS}; "" for none)')
     return p
@@ -90,12 +110,7 @@ def parse_args(argv=None):
         p.error(f'unknown benchmark {unknown[0]!r}: choose from {", ".join(MODULES)}')
     if args.device == 'cuda' and not torch.cuda.is_available():
         p.error('--device cuda: no CUDA device is available')
-    for name in ('repeat', 'threads'):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f'--{name} must be >= 1, got {value}')
-    if args.warmup < 0 or args.budget < 0:
-        p.error(f'--warmup and --budget must be >= 0, got {args.warmup} and {args.budget}')
+    check_timing_args(p, args)
     args.dtype = tuple(args.dtype or (('float32', 'bfloat16') if args.device == 'cuda' else ('float32',)))
     return args
 

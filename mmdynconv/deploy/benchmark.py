@@ -30,10 +30,11 @@ def _onnx_session(path, threads):
     return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
-def measure_module(module, inputs, onnx_path, threads=1, repeat=10, budget_s=2.0, clock='wall'):
+def measure_module(module, inputs, onnx_path, threads=1, warmup=1, repeat=10, budget_s=1.0, clock='wall'):
     """Median ms of: eager forward in train mode, in eval mode, in FDConv inference mode (eval), ONNX Runtime;
-    ``clock``: the harness's 'wall' or 'cpu' (process CPU time, ONNX Runtime's threads included)."""
-    timing = dict(warmup=2, repeat=repeat, budget_s=budget_s, clock=clock)
+    the timing arguments are the harness's ``time_ms`` ones (``clock='cpu'``: process CPU time, ONNX Runtime's
+    threads included)."""
+    timing = dict(warmup=warmup, repeat=repeat, budget_s=budget_s, clock=clock)
 
     def forward():
         with torch.no_grad():
@@ -54,8 +55,10 @@ def measure_module(module, inputs, onnx_path, threads=1, repeat=10, budget_s=2.0
     return result
 
 
-def run(out_dir, detector=DETECTOR, detector_shape=(128, 128), threads=1, repeat=10, log=print, clock='wall'):
-    """Measure every layer of :data:`LAYERS` and the demo detector; returns the markdown table."""
+def run(out_dir, detector=DETECTOR, detector_shape=(128, 128), threads=None, log=print, **timing):
+    """Measure every layer of :data:`LAYERS` and the demo detector with ``threads`` threads for PyTorch and ONNX
+    Runtime (None: torch's default) and the harness's ``timing`` arguments; returns the markdown table."""
+    threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     rows = []
     cases = [(name, make, (shape,)) for name, (make, shape) in LAYERS.items()]
@@ -67,7 +70,7 @@ def run(out_dir, detector=DETECTOR, detector_shape=(128, 128), threads=1, repeat
         torch.manual_seed(0)
         module = make()
         inputs = tuple(torch.randn(s) for s in shapes)
-        result = measure_module(module, inputs, osp.join(out_dir, f'case{i}.onnx'), threads, repeat, clock=clock)
+        result = measure_module(module, inputs, osp.join(out_dir, f'case{i}.onnx'), threads, **timing)
         rows.append((name, result))
         log(f'{name}: ' + ', '.join(f'{k} {v:.2f}' for k, v in result.items()))
     head = ('| case | train-mode eager ms | eval eager ms | inference mode ms | ONNX Runtime ms | train / inference '
@@ -78,5 +81,6 @@ def run(out_dir, detector=DETECTOR, detector_shape=(128, 128), threads=1, repeat
                      f'{r["onnxruntime_ms"]:.2f} | {r["train_ms"] / r["inference_ms"]:.2f} | '
                      f'{r["train_ms"] / r["onnxruntime_ms"]:.2f} | {r["eval_ms"] / r["onnxruntime_ms"]:.2f} |')
     lines.append(f'\nCPU, {threads} thread(s) for PyTorch and ONNX Runtime, batch 1, fp32, forward only (no_grad); '
-                 f'median of up to {repeat} runs, {clock} clock. Inference mode changes FDConv layers only.')
+                 f'median of up to {timing.get("repeat", 10)} runs, {timing.get("clock", "wall")} clock. Inference '
+                 f'mode changes FDConv layers only.')
     return '\n'.join(lines) + '\n'
