@@ -12,7 +12,7 @@ import torch.utils._pytree as pytree
 
 from ..ops.compat import HAS_CUSTOM_OP, TORCH_VERSION
 from .dft_matmul import fft_c2c, fft_c2r, fft_r2c
-from .functional import carafe_functional, ddf_functional
+from .functional import carafe_functional, ddf_functional, sapa_functional
 
 
 def _ddf_decomposition(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine, backend):
@@ -29,6 +29,10 @@ def _kernel_mixture_decomposition(x, weight, routing, spatial_att, in_att, out_a
 
 def _carafe_decomposition(features, masks, kernel_size, group_size, scale_factor):
     return carafe_functional(features, masks, kernel_size, group_size, scale_factor)
+
+
+def _sapa_decomposition(query, key, value, kernel_size, scale_factor):
+    return sapa_functional(query, key, value, kernel_size, scale_factor)
 
 
 def _fftfreq(n, d=1.0, *, dtype=None, layout=None, device=None, pin_memory=False):
@@ -48,6 +52,7 @@ def decomposition_table():
     table[torch.ops.mmdynconv.ddf.default] = _ddf_decomposition
     table[torch.ops.mmdynconv.kernel_mixture_conv.default] = _kernel_mixture_decomposition
     table[torch.ops.mmdynconv.carafe.default] = _carafe_decomposition
+    table[torch.ops.mmdynconv.sapa.default] = _sapa_decomposition
     table[torch.ops.aten.fft_fftfreq.default] = _fftfreq
     table[torch.ops.aten.fft_rfftfreq.default] = _rfftfreq
     table[torch.ops.aten._fft_r2c.default] = fft_r2c

@@ -1,9 +1,10 @@
 """Export-friendly (functional, loop-over-taps) pure-PyTorch formulations of the custom ops.
 
 The ops' CPU references accumulate in place into scratch buffers (memory-light training paths). An exported graph
-must be functional, so the export decomposes ``mmdynconv::ddf`` into :func:`ddf_functional` and ``mmdynconv::carafe``
-into :func:`carafe_functional` instead: k² strided slices of the zero-padded input, each multiplied by its filter or
-mask taps and summed. Only Pad, Slice, Reshape, Mul and Add remain, which every ONNX runtime has.
+must be functional, so the export decomposes ``mmdynconv::ddf`` into :func:`ddf_functional`, ``mmdynconv::carafe``
+into :func:`carafe_functional` and ``mmdynconv::sapa`` into :func:`sapa_functional` instead: k² strided slices of
+the zero-padded input, each multiplied by its filter or mask taps and summed (SAPA: its softmax-normalised query-key
+similarities). Only Pad, Slice, Reshape, Mul and Add (SAPA: also ReduceSum, Softmax) remain, all ONNX standard ops.
 """
 import torch
 import torch.nn.functional as F
@@ -46,3 +47,21 @@ def carafe_functional(features, masks, kernel_size, group_size, scale_factor):
     m = F.pixel_unshuffle(masks.to(acc), s).view(b, g, k * k, s, s, h, w)
     out = sum(padded[..., i:i + h, j:j + w] * m[:, :, None, i * k + j] for i in range(k) for j in range(k))
     return F.pixel_shuffle(out.reshape(b, c * s * s, h, w), s).to(features.dtype)
+
+
+def sapa_functional(query, key, value, kernel_size, scale_factor):
+    """``mmdynconv::sapa`` in standard, out-of-place ops (traceable by ``torch.export``): query (B, D, S·H, S·W),
+    key (B, D, H, W), value (B, C, H, W) -> (B, C, S·H, S·W). Per tap the similarity of the query with the shifted
+    key; softmax over the k² taps; the sum of the shifted values times their weights."""
+    b, c, h, w = value.shape
+    d = key.shape[1]
+    k, s = kernel_size, scale_factor
+    r = (k - 1) // 2
+    acc = torch.promote_types(value.dtype, torch.float32)
+    q = F.pixel_unshuffle(query.to(acc), s).view(b, d, s, s, h, w)
+    key_padded = F.pad(key.to(acc), (r, r, r, r))[:, :, None, None]
+    value_padded = F.pad(value.to(acc), (r, r, r, r))[:, :, None, None]
+    taps = [(i, j) for i in range(k) for j in range(k)]
+    weights = torch.stack([(q * key_padded[..., i:i + h, j:j + w]).sum(1) for i, j in taps], 1).softmax(1)
+    out = sum(value_padded[..., i:i + h, j:j + w] * weights[:, None, t] for t, (i, j) in enumerate(taps))
+    return F.pixel_shuffle(out.reshape(b, c * s * s, h, w), s).to(value.dtype)

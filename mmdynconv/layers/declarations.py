@@ -120,12 +120,20 @@ def carafe_flops(inputs, outputs):
     return Counter({'carafe': k * k * prod(_shape(outputs[0]))})
 
 
+def sapa_flops(inputs, outputs):
+    """``mmdynconv::sapa``: query (B, D, s·H, s·W), key, value, kernel_size k, ... -> (B, C, s·H, s·W): k² per query
+    element (similarities) and per output element (reassembly)."""
+    k = inputs[3].toIValue()
+    return Counter({'sapa': k * k * (prod(_shape(inputs[0])) + prod(_shape(outputs[0])))})
+
+
 FLOP_HANDLES: Dict[str, FlopHandle] = {
     'mmdynconv::ddf': FlopHandle(ddf_flops, ('ddf',)),
     'mmdynconv::fdconv': FlopHandle(fdconv_flops, ('fdconv_kernel', 'fdconv_conv')),
     'mmdynconv::frequency_band_mix': FlopHandle(frequency_band_mix_flops, ('frequency_band_mix',)),
     'mmdynconv::kernel_mixture_conv': FlopHandle(kernel_mixture_flops, ('kernel_mixture', 'kernel_mixture_conv')),
     'mmdynconv::carafe': FlopHandle(carafe_flops, ('carafe',)),
+    'mmdynconv::sapa': FlopHandle(sapa_flops, ('sapa',)),
 }
 
 _MIXTURE = dict(ops=('mmdynconv::kernel_mixture_conv',), benchmark='convs', export='decompose',
@@ -190,6 +198,11 @@ DECLARATIONS: Dict[str, LayerDeclaration] = {d.name: d for d in (
         Variant('FADE', 'fpn_upsampler', dict(type='fade', up_kernel=5, gating=True),
                 'FADE (k_up 5, gated, guided by the lateral) as the FPN top-down x2 upsampler'),
         small=dict(compressed_channels=16), ops=('mmdynconv::carafe',), export='decompose', **_FPN_UP),
+    LayerDeclaration(
+        'sapa', 'upsampler',
+        Variant('SAPA', 'fpn_upsampler', dict(type='sapa', up_kernel=5, embedding_dim=64, query_mode='encoder'),
+                'SAPA-B (k_up 5, embedding 64, guided by the lateral) as the FPN top-down x2 upsampler'),
+        small=dict(embedding_dim=8), ops=('mmdynconv::sapa',), export='decompose', **_FPN_UP),
 )}
 
 
