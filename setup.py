@@ -4,8 +4,10 @@
   ``tools/setup_env.sh`` both use;
 - the OpenMMLab ``mmdynconv/.mim/`` folder (``configs/``, ``tools/``, ``model-index.yml``) that ``mim train``,
   ``mim test``, ``mim search`` and mmengine's ``_base_ = 'mmdynconv::...'`` look for inside the installed package.
-  Builds of a wheel or sdist copy the three items there; an editable install (``pip install -e .``,
-  ``mim install -e .``) symlinks them, so that edits to the checkout's configs are seen at once.
+  Builds of a wheel or sdist copy the three items there, leaving out ``EXPERIMENT_TOOLS`` (entry points into the
+  clone's ``experiments/``, which no wheel holds); an editable install (``pip install -e .``, ``mim install -e .``)
+  symlinks them, so that edits to the checkout's configs are seen at once (its ``tools`` link shows every tool: the
+  checkout has ``experiments/``).
 """
 import os
 import os.path as osp
@@ -17,6 +19,8 @@ from setuptools import setup
 ROOT = osp.dirname(osp.abspath(__file__))
 MIM_DIR = osp.join(ROOT, 'mmdynconv', '.mim')
 MIM_ITEMS = ('configs', 'tools', 'model-index.yml')
+# tools/ entry points that import the clone's experiments/ package (not installed): not copied into mmdynconv/.mim
+EXPERIMENT_TOOLS = ('depth_upsampling_demo.py', 'probe_fdconv_training.py')
 EDITABLE_COMMANDS = ('develop', 'editable_wheel')  # legacy `setup.py develop` and PEP 660 (setuptools >= 64)
 
 
@@ -28,7 +32,8 @@ def read_requirements(name):
 
 
 def populate_mim_dir(link):
-    """Make ``mmdynconv/.mim/<item>`` a relative symlink to (``link=True``) or a copy of each item of MIM_ITEMS."""
+    """Make ``mmdynconv/.mim/<item>`` a relative symlink to (``link=True``) or a copy of each item of MIM_ITEMS; a
+    copy of ``tools`` leaves out EXPERIMENT_TOOLS."""
     os.makedirs(MIM_DIR, exist_ok=True)
     for item in MIM_ITEMS:
         src, dst = osp.join(ROOT, item), osp.join(MIM_DIR, item)
@@ -41,7 +46,8 @@ def populate_mim_dir(link):
         if link:
             os.symlink(osp.relpath(src, MIM_DIR), dst)
         elif osp.isdir(src):
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+            skip = ('__pycache__', '*.pyc') + (EXPERIMENT_TOOLS if item == 'tools' else ())
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*skip))
         else:
             shutil.copyfile(src, dst)
 

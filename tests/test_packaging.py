@@ -110,6 +110,45 @@ def test_config_parsed_before_import_fails_clearly(tmp_path, custom_imports):
     assert proc.returncode != 0 and NOT_SUPPORTED in proc.stderr, proc.stderr[-2000:]
 
 
+def load_setup_script():
+    """The checkout's setup.py as a module (its ``setup()`` call runs only as ``__main__``)."""
+    spec = importlib.util.spec_from_file_location('mmdynconv_setup_script', osp.join(ROOT, 'setup.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def imports_experiments(path):
+    """Does the file import the clone's ``experiments`` package at module level (so it fails in an install)?"""
+    return re.search(r'^(from|import) experiments\b', open(path, encoding='utf-8').read(), flags=re.M) is not None
+
+
+def test_experiment_tools_are_the_tools_importing_experiments():
+    """setup.py's EXPERIMENT_TOOLS, left out of a wheel's .mim/tools, are exactly the tools that cannot run without
+    the clone's experiments/ (tools importing it lazily for one mode, e.g. get_flops.py --compare, stay shipped)."""
+    found = {osp.basename(p) for p in glob.glob(osp.join(ROOT, 'tools', '**', '*.py'), recursive=True)
+             if imports_experiments(p)}
+    assert found == set(load_setup_script().EXPERIMENT_TOOLS)
+
+
+def test_copied_mim_folder_leaves_out_experiment_code(tmp_path, monkeypatch):
+    """A wheel build's copy of the .mim items: every config and shipped tool, no experiment tools or configs."""
+    setup_script = load_setup_script()
+    monkeypatch.setattr(setup_script, 'MIM_DIR', str(tmp_path / '.mim'))
+    setup_script.populate_mim_dir(link=False)
+    assert sorted(os.listdir(tmp_path / '.mim')) == sorted(setup_script.MIM_ITEMS)
+    tools = set(os.listdir(tmp_path / '.mim' / 'tools'))
+    assert {'train.py', 'test.py', 'compare_layers.py'} <= tools
+    assert not tools & set(setup_script.EXPERIMENT_TOOLS)
+    copied = sorted(osp.relpath(p, tmp_path / '.mim' / 'configs')
+                    for p in glob.glob(str(tmp_path / '.mim' / 'configs' / '**' / '*.py'), recursive=True)
+                    if '_base_' not in p.split(os.sep))
+    assert copied == CONFIGS
+    needs_experiments = re.compile(r'''['"]experiments[.'"]''')  # custom_imports of experiment code
+    assert not [p for p in glob.glob(str(tmp_path / '.mim' / 'configs' / '**' / '*.py'), recursive=True)
+                if needs_experiments.search(open(p).read())]
+
+
 def test_checkout_mim_folder_links_the_sources():
     """In an editable install of this checkout, mmdynconv/.mim holds symlinks to configs/, tools/, model-index.yml."""
     if osp.dirname(osp.dirname(mmdynconv.__file__)) != ROOT:
@@ -238,6 +277,9 @@ def test_wheel_carries_the_mim_folder(wheel_env):
     expected |= {f'mmdynconv/.mim/{m}' for m in load_index()}
     assert expected <= names, sorted(expected - names)
     assert not any('__pycache__' in n for n in names)
+    # experiment code stays in the clone: no experiments package, depth configs or tools that import experiments
+    assert not any(n.split('/')[0] == 'experiments' or 'depth_upsampling' in n for n in names), sorted(names)
+    assert not names & {f'mmdynconv/.mim/tools/{t}' for t in load_setup_script().EXPERIMENT_TOOLS}
 
 
 @pytest.mark.slow

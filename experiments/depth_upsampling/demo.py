@@ -2,8 +2,8 @@
 
 For every scale: bicubic upsampling and the guided filter (radius and eps chosen on the training split) are
 evaluated on the validation split; the DDF-Up network is trained with and without RGB guidance through mmengine's
-Runner from the configs under ``configs/depth/``, once per seed; all with :class:`DepthRMSE`. Writes
-``results.md`` (table), ``results.json`` and ``figure.png``.
+Runner from the configs under ``experiments/depth_upsampling/configs/``, once per seed; all with
+:class:`DepthRMSE`. Writes ``results.md`` (table), ``results.json`` and ``figure.png``.
 """
 import json
 import os
@@ -19,7 +19,7 @@ from .metric import DepthRMSE
 from .scenes import write_rgbd_dataset
 
 VARIANTS = ('unguided', 'guided')
-CONFIG = 'configs/depth/ddf-up-{variant}_x{scale}_rgbd-shapes.py'
+CONFIG = osp.join(osp.dirname(osp.abspath(__file__)), 'configs', 'ddf-up-{variant}_x{scale}_rgbd-shapes.py')
 GF_RADII = (1, 2, 4, 8)
 GF_EPS = (1e-4, 1e-3, 1e-2)
 METRICS = ('rmse', 'rmse_edge', 'rmse_flat')

@@ -192,8 +192,10 @@ def test_model_starts_as_bicubic():
 
 @pytest.mark.slow
 def test_train_config_through_tools_train(rgbd_root, tmp_path):
-    """configs/depth trains through tools/train.py (mmengine Runner) and reports the metric."""
-    proc = run_tool('tools/train.py', 'configs/depth/ddf-up-guided_x8_rgbd-shapes.py', '--work-dir', str(tmp_path),
+    """A depth config (experiments/depth_upsampling/configs) trains through tools/train.py (mmengine Runner) and
+    reports the metric."""
+    config = 'experiments/depth_upsampling/configs/ddf-up-guided_x8_rgbd-shapes.py'
+    proc = run_tool('tools/train.py', config, '--work-dir', str(tmp_path),
                     '--cfg-options', f'train_dataloader.dataset.data_root={rgbd_root}',
                     f'val_dataloader.dataset.data_root={rgbd_root}', f'test_dataloader.dataset.data_root={rgbd_root}',
                     'train_dataloader.dataset.crop_size=32', 'train_cfg.max_iters=3', 'train_cfg.val_interval=3',

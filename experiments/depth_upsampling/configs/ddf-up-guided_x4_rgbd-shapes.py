@@ -1,7 +1,8 @@
 # Guided depth upsampling ×4 with DDF-Up (experiments/depth_upsampling, docs/depth_upsampling.md). Trains on CPU in
 # about a minute on the synthetic RGB-D scenes of `python tools/depth_upsampling_demo.py --only-data`
 # (data/rgbd_shapes). Needs a clone: its model, dataset and metric are experiment code, not in the installed package
-# (tools/train.py puts the repository root on sys.path, so the import below resolves).
+# (run from the repository root: `python tools/train.py experiments/depth_upsampling/configs/<this file>`;
+# tools/train.py puts the repository root on sys.path, so the import below resolves).
 custom_imports = dict(imports=['experiments.depth_upsampling'], allow_failed_imports=False)
 default_scope = 'mmengine'  # the depth model, dataset and metric live in mmengine's root registries
 
