@@ -124,8 +124,10 @@ def top_down_by_hand(neck, inputs):
 
 
 @pytest.mark.parametrize('upsample_cfg', [dict(type='fade'), dict(type='fade', gating=False, up_kernel=3),
-                                          dict(type='ddf_up', guidance_channels=16, guidance_at='output')],
-                         ids=['fade', 'fade-no-gate', 'ddf_up-guided'])
+                                          dict(type='ddf_up', guidance_channels=16, guidance_at='output'),
+                                          dict(type='sapa', embedding_dim=8),
+                                          dict(type='sapa', up_kernel=3, query_mode='gated', embedding_dim=8)],
+                         ids=['fade', 'fade-no-gate', 'ddf_up-guided', 'sapa', 'sapa-gated'])
 @pytest.mark.parametrize('sizes', [None, ODD], ids=['even', 'odd'])
 def test_guided_upsamplers_get_the_lateral(upsample_cfg, sizes):
     neck = UpsamplerFPN(IN_CHANNELS, 16, 5, upsample_cfg=upsample_cfg)
