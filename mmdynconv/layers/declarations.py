@@ -200,8 +200,9 @@ DECLARATIONS: Dict[str, LayerDeclaration] = {d.name: d for d in (
         small=dict(compressed_channels=16), ops=('mmdynconv::carafe',), export='decompose', **_FPN_UP),
     LayerDeclaration(
         'sapa', 'upsampler',
-        Variant('SAPA', 'fpn_upsampler', dict(type='sapa', up_kernel=5, embedding_dim=64, query_mode='encoder'),
-                'SAPA-B (k_up 5, embedding 64, guided by the lateral) as the FPN top-down x2 upsampler'),
+        Variant('SAPA', 'fpn_upsampler', dict(type='sapa', up_kernel=5, embedding_dim=32, query_mode='encoder'),
+                'SAPA-B (k_up 5, embedding 32 as the release logs, guided by the lateral) as the FPN top-down x2 '
+                'upsampler'),
         small=dict(embedding_dim=8), ops=('mmdynconv::sapa',), export='decompose', **_FPN_UP),
 )}
 
