@@ -209,3 +209,15 @@ def test_two_process_gloo_run_through_the_launcher(tmp_path, demo_data):
     log = (out / 'DySample' / 'seed0' / 'train.log').read_text()
     assert 'Distributed launcher: pytorch' in log and 'Distributed training: True' in log
     assert log.count("distributed backend 'nccl' replaced by 'gloo'") == 2  # one line per process
+
+
+def test_demo_preset_without_experiments_says_so(monkeypatch, capsys):
+    """Installed from a wheel (no experiments/), --config works and the demo preset says why it cannot run."""
+    import sys
+
+    from mmdynconv.comparison import cli
+    for name in ['experiments', 'experiments.demo_comparison', 'experiments.demo_comparison.protocol',
+                 'experiments.demo_comparison.runner']:
+        monkeypatch.setitem(sys.modules, name, None)   # None in sys.modules: the import fails, even if cached
+    assert cli.main(['--out', '/tmp/unused', '--dry-run']) == 2
+    assert 'the demo preset is experiment code that runs from a clone' in capsys.readouterr().err

@@ -2,11 +2,11 @@
 import os.path as osp
 from dataclasses import dataclass
 
+from mmdynconv.comparison.cli import DEMO_INITS as INITS  # one list for the CLI and the runs
 from mmdynconv.comparison.config_runner import run_key
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(ROOT, 'configs', 'compare')
-INITS = ('pretrained', 'scratch')
 
 
 @dataclass(frozen=True)

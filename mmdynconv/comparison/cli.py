@@ -1,4 +1,5 @@
-"""Compare the dynamic layers on your own mmdet / mmseg config, or (preset demo, the default) on the demo data.
+"""Command line of ``tools/compare_layers.py``: compare the dynamic layers on your own mmdet / mmseg config, or
+(preset demo, the default) on the demo data.
 
     python tools/compare_layers.py --config MY_CONFIG.py --out DIR [--variants FDConv,DDF-Up,...] [--seeds 0,1,2]
         [--variant-config NAME=PATH ...] [--cfg-options k=v ...] [--metric NAME] [--launcher pytorch --gpus N]
@@ -21,20 +22,18 @@ Pretrains a plain and a DDF-ResNet backbone on a different generated task, then 
 DDF-Up neck, DDF-ResNet, FDConv-ResNet, and the baselines whose configs exist under configs/compare) with the same
 schedule and seeds, from the pretrained backbone and from scratch. Writes ``results.csv`` (one row per run),
 ``table.md`` (mean ± std over seeds) and ``comparison.png`` into ``--out``. A finished run (its ``result.json``) is
-skipped, so an interrupted comparison continues where it stopped. Protocol: experiments/demo_comparison/protocol.py.
-Every training run of both goes through mmdynconv/comparison/config_runner.py (the preset's layout under --out:
-docs/comparison.md).
+skipped, so an interrupted comparison continues where it stopped. The preset is experiment code run from a clone
+(experiments/demo_comparison/, not installed); its training runs go through the same config runner
+(mmdynconv/comparison/config_runner.py; the preset's layout under --out: docs/comparison.md).
 """
 import argparse
 import os.path as osp
 import re
 import sys
 
-from mmdynconv.comparison.config_runner import ConfigRefused, NothingToReport, compare_config
+from .config_runner import ConfigRefused, NothingToReport, compare_config
 
-from .cells import INITS
-from .protocol import PROTOCOLS
-from .runner import run_demo
+DEMO_INITS = ('pretrained', 'scratch')  # the demo preset's initialisations (experiments/demo_comparison/cells.py)
 
 
 class DictAction(argparse.Action):
@@ -107,7 +106,7 @@ def parse_args(argv=None):
     p.add_argument('--quick', action='store_true', help='tiny data, one seed, a few iterations (checks the pipeline)')
     p.add_argument('--tasks', default=None, help='comma-separated subset of det,seg (default: both)')
     p.add_argument('--variants', default=None, help='comma-separated variant names (plain is always included)')
-    p.add_argument('--inits', default=None, help=f'comma-separated subset of {",".join(INITS)}')
+    p.add_argument('--inits', default=None, help=f'comma-separated subset of {",".join(DEMO_INITS)}')
     p.add_argument('--det-seeds', type=_seeds, default=None, help='detector seeds (default: the protocol\'s)')
     p.add_argument('--seg-seeds', type=_seeds, default=None, help='segmenter seeds (default: the protocol\'s)')
     p.add_argument('--jobs', type=int, default=1, help='training runs at a time (default 1)')
@@ -137,14 +136,14 @@ def parse_args(argv=None):
                               ('--metric', args.metric), ('--launcher', args.launcher != 'none')) if v]
         if bad:
             p.error(f'{", ".join(bad)}: options of --config, not of the demo preset (pass --config CONFIG)')
-    args.inits = args.inits or ','.join(INITS)
+    args.inits = args.inits or ','.join(DEMO_INITS)
     if args.tasks is not None:
         args.tasks = tuple(args.tasks.split(','))
         if not args.tasks or not set(args.tasks) <= {'det', 'seg'}:
             p.error(f'--tasks must be a comma-separated subset of det,seg, got {",".join(args.tasks)!r}')
     args.inits = tuple(args.inits.split(','))
-    if not set(args.inits) <= set(INITS):
-        p.error(f'--inits must be a comma-separated subset of {",".join(INITS)}, got {",".join(args.inits)!r}')
+    if not set(args.inits) <= set(DEMO_INITS):
+        p.error(f'--inits must be a comma-separated subset of {",".join(DEMO_INITS)}, got {",".join(args.inits)!r}')
     if args.jobs < 1 or args.threads < 1:
         p.error(f'--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}')
     if osp.isfile(args.out):
@@ -156,6 +155,14 @@ def main(argv=None):
     args = parse_args(argv)
     if args.config is not None:
         return main_config(args)
+    try:
+        from experiments.demo_comparison.protocol import PROTOCOLS
+        from experiments.demo_comparison.runner import run_demo
+    except ImportError as e:
+        print(f'compare_layers.py: error: the demo preset is experiment code that runs from a clone of the repository '
+              f'(experiments/ is not installed: {e}); compare the layers on a config with --config CONFIG',
+              file=sys.stderr)
+        return 2
     protocol = PROTOCOLS['quick' if args.quick else 'full'].with_seeds(args.det_seeds, args.seg_seeds, args.tasks)
     try:
         run_demo(protocol, args.out, args.variants.split(',') if args.variants else None, args.inits, args.jobs,
@@ -164,7 +171,3 @@ def main(argv=None):
         print(e)
         return 1
     return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())
