@@ -9,6 +9,7 @@ from .dysample import DySample  # noqa: F401  (upsampler 'dysample')
 from .fade_upsample import FADE  # noqa: F401  (upsampler 'fade')
 from .fdconv import FDConv  # noqa: F401  (conv type 'FDConv')
 from .filter_norm import FilterNorm  # noqa: F401
+from .kernel_warehouse import KernelWarehouseConv  # noqa: F401  (conv type 'KernelWarehouse')
 from .od_conv import ODConv  # noqa: F401  (conv type 'ODConv')
 from .sapa_upsample import SAPA  # noqa: F401  (upsampler 'sapa')
 from .temperature_hook import TemperatureAnnealHook  # noqa: F401  (hook 'TemperatureAnnealHook')

@@ -169,6 +169,12 @@ DECLARATIONS: Dict[str, LayerDeclaration] = {d.name: d for d in (
                                'DCD (latent dim ⌊√Ci⌋, fc_squeeze 16) in every residual-block conv, as the release'),
         benchmark='convs', export='aten', plain_conv='converts'),
     LayerDeclaration(
+        'KernelWarehouse', 'conv',
+        Variant('KernelWarehouse', 'block_convs', dict(type='KernelWarehouse', cell_num_ratio=1),
+                'KernelWarehouse (1x, one warehouse per stage, the release placement) in the residual-block convs',
+                backbones=dict(ResNet='KWResNet', ResNetV1d='KWResNet', ResNetV1c='KWResNetV1c'), cfg_key='kw_cfg'),
+        benchmark='convs', export='aten', plain_conv='converts', hooks=('TemperatureAnnealHook',)),
+    LayerDeclaration(
         'DDF', 'conv', Variant('DDF', 'dcn_slot', dict(type='DDF', kernel_combine='mul', fallback_on_stride=False),
                                "DDF ('mul') as conv2 of every bottleneck (the dcn slot)"),
         ops=('mmdynconv::ddf',), benchmark='ddf', export='decompose',

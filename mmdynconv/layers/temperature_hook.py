@@ -10,7 +10,7 @@ from .declarations import layers_with_hook
 @HOOKS.register_module()
 class TemperatureAnnealHook(Hook):
     """Set ``temperature`` before each training iteration on every layer of the model whose declaration
-    (:mod:`.declarations`) lists this hook: DY-Conv and ODConv.
+    (:mod:`.declarations`) lists this hook: DY-Conv, ODConv and KernelWarehouse.
 
     τ goes linearly from ``start`` to ``end`` over the first ``anneal`` epochs (``by_epoch=True``, progress counted in
     iterations, as DY-Conv's and ODConv's released recipes: 30 -> 1 over 10 epochs) or the first ``anneal``
@@ -23,14 +23,18 @@ class TemperatureAnnealHook(Hook):
     training starts at iteration 0, as the authors' code does before its loop).
 
     Args:
-        start: τ at annealing progress 0, before the first iteration (30 in both papers). end: final τ (1).
+        start: τ at annealing progress 0, before the first iteration (30 in both papers). end: final τ (1; it may be
+            0 for KernelWarehouse, whose τ weights a fixed cell assignment: its release anneals 1 -> 0; DY-Conv and
+            ODConv divide by τ).
         anneal: epochs or iterations, >= 1. by_epoch: whether ``anneal`` counts epochs.
     """
 
     def __init__(self, start=30.0, end=1.0, anneal=10, by_epoch=True):
-        for name, value in (('start', start), ('end', end)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f'TemperatureAnnealHook: {name} must be a number > 0, got {value!r}')
+        for name, value, zero_ok in (('start', start, False), ('end', end, True)):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or value < 0 or value == 0 and not zero_ok:
+                raise ValueError(f'TemperatureAnnealHook: {name} must be a number {">=" if zero_ok else ">"} 0, got '
+                                 f'{value!r}')
         if not isinstance(anneal, int) or isinstance(anneal, bool) or anneal < 1:
             raise ValueError(f'TemperatureAnnealHook: anneal must be an int >= 1, got {anneal!r}')
         if not isinstance(by_epoch, bool):
