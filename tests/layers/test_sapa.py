@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.registry import MODELS, DefaultScope
-from torch_support import needs_openmmlab
+from torch_support import needs_export, needs_openmmlab
 
 from mmdynconv.layers import SAPA
 from mmdynconv.layers.sapa_upsample import convert_release_state_dict, release_name
@@ -255,6 +255,18 @@ def test_builds_in_scope(scope):
     with DefaultScope.overwrite_default_scope(scope):
         up = build_upsample_layer(dict(type='sapa', scale_factor=2), channels=8)
     assert isinstance(up, SAPA)
+
+
+@needs_export
+@pytest.mark.parametrize('query_mode', ['encoder', 'gated'])
+def test_onnx_runtime_matches_pytorch(query_mode, tmp_path):
+    pytest.importorskip('onnxruntime')
+    from mmdynconv.deploy.export import export_onnx, parity
+    torch.manual_seed(0)
+    layer = SAPA(16, embedding_dim=8, query_mode=query_mode).eval()
+    inputs = (torch.randn(1, 16, 5, 7), torch.randn(1, 16, 10, 14))
+    export_onnx(layer, inputs, str(tmp_path / 'sapa.onnx'))
+    assert parity(layer, str(tmp_path / 'sapa.onnx'), inputs)['max_rel'] < 1e-5
 
 
 def test_release_names_convert():
