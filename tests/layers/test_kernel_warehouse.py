@@ -16,6 +16,9 @@ from mmdynconv.layers import KernelWarehouseConv
 from mmdynconv.layers.kernel_warehouse import Warehouse
 
 ROOT = Path(__file__).parents[2]
+FIXTURE = ROOT / 'tests' / 'fixtures' / 'kernel_warehouse_release_a4ac17d.pt'
+RELEASE_OPTIONS = dict(cell_num_ratio='cell_num_ratio', cell_inplane_ratio='cell_in_ratio',
+                       cell_outplane_ratio='cell_out_ratio', nonlocal_basis_ratio='nonlocal_basis_ratio')
 
 
 def expected_assignment(m, ratio, first, n):
@@ -255,6 +258,49 @@ def test_temperature_hook_anneals_like_the_release():
     assert TemperatureAnnealHook.set_temperature(nn.Sequential(layer), 0.25) == 1 and layer.temperature == 0.25
     with pytest.raises(ValueError, match='end must be a number >= 0'):
         TemperatureAnnealHook(start=1.0, end=-0.1)
+
+
+def relative(actual, expected):
+    return float((actual - expected).abs().max() / expected.abs().max())
+
+
+@pytest.mark.parametrize('index', range(4))
+def test_matches_the_release(index):
+    """Recorded by tools/kernel_warehouse_release_parity.py from OSVAI/KernelWarehouse a4ac17d: a warehouse shared by
+    2 convs (1×, 4×, 1/2× with the non-local basis, grouped and dilated), float64, eval and train mode."""
+    case = torch.load(FIXTURE, weights_only=True)['cases'][index]
+    options = {RELEASE_OPTIONS[k]: v for k, v in case['options'].items()}
+    basis = options.pop('nonlocal_basis_ratio', 1.0)
+    convs = case['convs']
+    wh = Warehouse([(co, ci // g, k, k) for ci, co, k, s, p, d, g in convs], **options).double()
+    layers = [KernelWarehouseConv(ci, co, k, stride=s, padding=p, dilation=d, groups=g, bias=False,
+                                  temperature=case['tau'], warehouse=wh, warehouse_slot=i, nonlocal_basis_ratio=basis,
+                                  **options).double() for i, (ci, co, k, s, p, d, g) in enumerate(convs)]
+    with torch.no_grad():
+        wh.cells.copy_(case['state']['cells'])
+    for layer, state in zip(layers, case['state']['convs']):
+        layer.load_state_dict(state, strict=True)
+    for mode in ('eval', 'train'):
+        expected = case[mode]
+        wh.cells.grad = None
+        grads = {}
+        for i, (layer, x, g) in enumerate(zip(layers, case['x'], case['grad_out'])):
+            layer.train(mode == 'train')
+            layer.zero_grad()
+            x = x.double().requires_grad_()
+            y = layer(x)
+            y.backward(g.double())
+            assert relative(y.detach(), expected['y'][i]) < 1e-13, (mode, i)
+            if mode == 'train':
+                assert relative(x.grad, expected['grad_x'][i]) < 1e-13, i
+                grads.update({f'{i}.{n}': p.grad for n, p in layer.named_parameters()})
+    grads['cells'] = wh.cells.grad
+    assert sorted(grads) == sorted(expected['grads'])
+    for name, g in expected['grads'].items():
+        assert relative(grads[name], g) < 1e-13, name
+    for layer, stats in zip(layers, expected['running_stats']):
+        norm = layer.attention.norm
+        assert relative(torch.cat([norm.running_mean, norm.running_var]), stats) < 1e-13
 
 
 @pytest.mark.parametrize('kwargs,error,match', [
