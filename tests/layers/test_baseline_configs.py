@@ -1,5 +1,5 @@
 """configs/baselines: where the layers land, plain-checkpoint loading through a paper config's init_cfg, and the
-temperature hook inside a real (short) Runner training run. (tests/test_configs.py trains one step of each.)"""
+temperature hook inside a real (short) Runner training run. (tests/configs/test_configs.py trains one step of each.)"""
 import glob
 import os.path as osp
 

@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-TESTS = osp.dirname(osp.abspath(__file__))
+TESTS = osp.dirname(osp.dirname(osp.abspath(__file__)))  # tests/
 
 
 def _tool(name):

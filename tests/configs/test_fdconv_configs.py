@@ -1,5 +1,5 @@
 """FDConv configs: placement, protocol and pretrained conversion through the config's own init_cfg.
-(tests/test_configs.py builds every config and trains one step.)"""
+(tests/configs/test_configs.py builds every config and trains one step.)"""
 import glob
 import os.path as osp
 
@@ -10,7 +10,7 @@ from mmengine.registry import MODELS, DefaultScope, init_default_scope
 
 from mmdynconv.layers import FDConv
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PAPER = sorted(glob.glob(osp.join(ROOT, 'configs', 'fdconv', '*.py')))
 DEMO = sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', '*fdconv*.py')))
 

@@ -1,6 +1,6 @@
 """Every mmdet / mmseg config under configs/ builds its model and runs one forward + backward on CPU on a tiny input
 (the depth upsampling configs, an mmengine-only experiment model in experiments/depth_upsampling/configs, are trained
-through tools/train.py in tests/depth)."""
+through tools/train.py in tests/experiments/test_depth_upsampling.py)."""
 import glob
 import os.path as osp
 
@@ -9,7 +9,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope, init_default_scope
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True))
 
 
