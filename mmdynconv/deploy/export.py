@@ -1,7 +1,8 @@
 """ONNX export of models containing DDF, DDF-Up and FDConv, runnable by stock ONNX Runtime (no custom-op library).
 
-``torch.export`` captures the model with the custom op ``mmdynconv::ddf`` kept whole; ``run_decompositions``
-then replaces it by :func:`~mmdynconv.deploy.functional.ddf_functional` (standard ops only); the ONNX exporter
+``torch.export`` captures the model with mmdynconv's custom ops kept whole; ``run_decompositions`` then replaces
+each by the export form registered with it (``register_op(..., export_form=)``, e.g.
+:func:`~mmdynconv.ops.ddf.ddf_functional`: standard, out-of-place ops only); the ONNX exporter
 (``torch.onnx.export(..., dynamo=True)``) translates the result. FDConv layers are exported in their mode
 ``'export'`` (:attr:`mmdynconv.layers.FDConv.mode`), the pure-PyTorch formulation: the spectral weight's inverse
 FFT, the attentions and one grouped convolution; FBM's masked FFTs. Every FFT is exported as matrix products
@@ -10,29 +11,8 @@ FFT, the attentions and one grouped convolution; FBM's masked FFTs. Every FFT is
 import torch
 import torch.utils._pytree as pytree
 
-from ..ops.compat import HAS_CUSTOM_OP, TORCH_VERSION
+from ..ops.compat import EXPORT_FORMS, HAS_CUSTOM_OP, TORCH_VERSION
 from .dft_matmul import fft_c2c, fft_c2r, fft_r2c
-from .functional import carafe_functional, ddf_functional, sapa_functional
-
-
-def _ddf_decomposition(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine, backend):
-    return ddf_functional(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine)
-
-
-def _kernel_mixture_decomposition(x, weight, routing, spatial_att, in_att, out_att, bias, stride, padding, dilation,
-                                  groups, dtype):
-    """CondConv / DY-Conv / ODConv: the mixed kernels and one grouped conv (standard ops)."""
-    from ..ops.kernel_mixture import kernel_mixture_conv_reference
-    return kernel_mixture_conv_reference(x.to(dtype), weight.to(dtype), routing.to(dtype), spatial_att, in_att,
-                                         out_att, bias, stride, padding, dilation, groups)
-
-
-def _carafe_decomposition(features, masks, kernel_size, group_size, scale_factor):
-    return carafe_functional(features, masks, kernel_size, group_size, scale_factor)
-
-
-def _sapa_decomposition(query, key, value, kernel_size, scale_factor):
-    return sapa_functional(query, key, value, kernel_size, scale_factor)
 
 
 def _fftfreq(n, d=1.0, *, dtype=None, layout=None, device=None, pin_memory=False):
@@ -49,10 +29,9 @@ def decomposition_table():
     matrix products (:mod:`~mmdynconv.deploy.dft_matmul`: ONNX Runtime's ``DFT`` is less accurate), and ``fftfreq``
     / ``rfftfreq`` (used by FBM's mask construction; the ONNX exporter has no translation for them)."""
     table = torch.export.default_decompositions()
-    table[torch.ops.mmdynconv.ddf.default] = _ddf_decomposition
-    table[torch.ops.mmdynconv.kernel_mixture_conv.default] = _kernel_mixture_decomposition
-    table[torch.ops.mmdynconv.carafe.default] = _carafe_decomposition
-    table[torch.ops.mmdynconv.sapa.default] = _sapa_decomposition
+    for name, form in EXPORT_FORMS.items():   # each op's export form, registered with the op
+        namespace, op = name.split('::')
+        table[getattr(getattr(torch.ops, namespace), op).default] = form
     table[torch.ops.aten.fft_fftfreq.default] = _fftfreq
     table[torch.ops.aten.fft_rfftfreq.default] = _rfftfreq
     table[torch.ops.aten._fft_r2c.default] = fft_r2c

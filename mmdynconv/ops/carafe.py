@@ -24,7 +24,8 @@ from .pixel_shuffle import pixel_shuffle, pixel_unshuffle
 OP_NAME = 'carafe'
 OP_BACKENDS = ('reference',)
 
-__all__ = ['OP_NAME', 'OP_BACKENDS', 'CarafeOptions', 'carafe', 'check_carafe_args', 'carafe_forward_reference',
+__all__ = ['OP_NAME', 'OP_BACKENDS', 'CarafeOptions', 'carafe', 'check_carafe_args', 'carafe_functional',
+           'carafe_forward_reference',
            'carafe_backward_reference']
 
 
@@ -161,6 +162,20 @@ def _backward(ctx, grad):
     return (*(g if n else None for g, n in zip(grads, needs)), None, None, None)
 
 
-_carafe_op = register_op(f'{NAMESPACE}::{OP_NAME}', _forward, _fake, _backward, _setup_context)
+def carafe_functional(features, masks, kernel_size, group_size, scale_factor):
+    """``mmdynconv::carafe`` in standard, out-of-place ops (traceable by ``torch.export``): features (B, C, H, W),
+    masks (B, G·k², S·H, S·W) -> (B, C, S·H, S·W), the sum over the k² taps of the shifted features times their
+    mask, per group."""
+    b, c, h, w = features.shape
+    k, g, s = kernel_size, group_size, scale_factor
+    r = (k - 1) // 2
+    acc = torch.promote_types(features.dtype, torch.float32)
+    padded = F.pad(features.to(acc), (r, r, r, r)).view(b, g, c // g, 1, 1, h + 2 * r, w + 2 * r)
+    m = F.pixel_unshuffle(masks.to(acc), s).view(b, g, k * k, s, s, h, w)
+    out = sum(padded[..., i:i + h, j:j + w] * m[:, :, None, i * k + j] for i in range(k) for j in range(k))
+    return F.pixel_shuffle(out.reshape(b, c * s * s, h, w), s).to(features.dtype)
+
+
+_carafe_op = register_op(f'{NAMESPACE}::{OP_NAME}', _forward, _fake, _backward, _setup_context, carafe_functional)
 _carafe_backward_op = register_op(f'{NAMESPACE}::{OP_NAME}_backward', _backward_impl, _backward_fake,
                                   reject_double_backward(OP_NAME))

@@ -74,7 +74,12 @@ def custom_op(name, mutates_args=()):
     return wrap
 
 
-def register_op(name, forward, fake, backward, setup_context=None):
+EXPORT_FORMS = {}
+"""{'namespace::op': its export form}: the out-of-place formulation in standard ops, with the op's arguments, that
+``torch.export`` decomposes the op into (:func:`mmdynconv.deploy.export.decomposition_table`)."""
+
+
+def register_op(name, forward, fake, backward, setup_context=None, export_form=None):
     """The custom op ``name`` ('namespace::op') running ``forward``, registered in one step on every torch.
 
     Args:
@@ -83,6 +88,8 @@ def register_op(name, forward, fake, backward, setup_context=None):
         fake: same arguments, returns empty outputs of the right shapes, dtypes and strides (compile, export).
         backward: ``backward(ctx, *output_grads)``, one gradient (or None) per argument of ``forward``.
         setup_context: ``setup_context(ctx, inputs, output)`` saving what ``backward`` needs; None saves nothing.
+        export_form: the op in standard, out-of-place ops with ``forward``'s arguments (recorded in
+            :data:`EXPORT_FORMS`; ONNX export replaces the op by it); None: the op does not export.
 
     Returns:
         The callable op: a ``torch.library`` custom op (``torch.ops.<namespace>.<op>``) on torch >= 2.4, an
@@ -91,6 +98,8 @@ def register_op(name, forward, fake, backward, setup_context=None):
     op = custom_op(name)(forward)
     op.register_fake(fake)
     op.register_autograd(backward, setup_context=setup_context or _save_nothing)
+    if export_form is not None:
+        EXPORT_FORMS[name] = export_form
     return op
 
 

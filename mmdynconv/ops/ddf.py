@@ -6,6 +6,7 @@ Double backward is not supported. Backends: ``'reference'`` (:mod:`.ddf_referenc
 (:mod:`.ddf_triton`).
 """
 import torch
+import torch.nn.functional as F
 
 from .arguments import FLOAT_DTYPES, check_choice, check_int, check_like, check_tensor
 from .backend import BACKENDS, resolve_backend
@@ -16,7 +17,7 @@ OP_NAME = 'ddf'
 OP_BACKENDS = BACKENDS
 COMBINES = ('mul', 'add')
 
-__all__ = ['OP_NAME', 'OP_BACKENDS', 'COMBINES', 'ddf', 'check_ddf_args']
+__all__ = ['OP_NAME', 'OP_BACKENDS', 'COMBINES', 'ddf', 'check_ddf_args', 'ddf_functional']
 
 
 def ddf(x, channel_filter, spatial_filter, kernel_size, stride=1, dilation=1, combine='mul', backend=None):
@@ -123,6 +124,35 @@ def _backward(ctx, grad):
     return (*(g if n else None for g, n in zip(grads, needs)), None, None, None, None, None)
 
 
-_ddf_op = register_op(f'{NAMESPACE}::{OP_NAME}', _forward, _fake, _backward, _setup_context)
+def ddf_functional(x, channel_filter, spatial_filter, kernel_size, stride=1, dilation=1, combine='mul'):
+    """Same result as :func:`mmdynconv.ops.ddf` (docs/ddf.md), written with out-of-place ops only.
+
+    Shapes: x (B, C, H, W); channel_filter (B, C, k, k); spatial_filter (B, G·k², Ho, Wo) → (B, C, Ho, Wo).
+    Accumulates in x's dtype (exports run in fp32).
+    """
+    b, c, h, w = x.shape
+    k, s, d = kernel_size, stride, dilation
+    k2 = k * k
+    g = spatial_filter.shape[1] // k2
+    ho, wo = spatial_filter.shape[2:]
+    pad = (k - 1) // 2 * d
+    xg = F.pad(x, (pad, pad, pad, pad)).reshape(b, g, c // g, h + 2 * pad, w + 2 * pad)
+    fs = spatial_filter.reshape(b, g, 1, k2, ho, wo)
+    fc = channel_filter.reshape(b, g, c // g, k2, 1, 1)
+    out = None
+    for i in range(k):
+        for j in range(k):
+            t = i * k + j
+            window = xg[:, :, :, i * d:i * d + (ho - 1) * s + 1:s, j * d:j * d + (wo - 1) * s + 1:s]
+            tap = fs[:, :, :, t] * fc[:, :, :, t] if combine == 'mul' else fs[:, :, :, t] + fc[:, :, :, t]
+            out = tap * window if out is None else out + tap * window
+    return out.reshape(b, c, ho, wo)
+
+
+def _export_form(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine, backend):
+    return ddf_functional(x, channel_filter, spatial_filter, kernel_size, stride, dilation, combine)
+
+
+_ddf_op = register_op(f'{NAMESPACE}::{OP_NAME}', _forward, _fake, _backward, _setup_context, _export_form)
 _ddf_backward_op = register_op(f'{NAMESPACE}::{OP_NAME}_backward', _backward_impl, _backward_fake,
                                reject_double_backward(OP_NAME))

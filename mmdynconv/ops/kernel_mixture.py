@@ -323,6 +323,12 @@ def _backward(ctx, grad):
     return (*(g if n else None for g, n in zip(grads, needs)), None, None, None, None, None)
 
 
-_mixture_op = register_op(f'{NAMESPACE}::{OP_NAME}', _forward, _fake, _backward, _setup_context)
+def _export_form(x, weight, routing, spatial_att, in_att, out_att, bias, stride, padding, dilation, groups, dtype):
+    """The reference in ``dtype``: the mixed kernels and one grouped conv (standard ops)."""
+    return kernel_mixture_conv_reference(x.to(dtype), weight.to(dtype), routing.to(dtype), spatial_att, in_att,
+                                         out_att, bias, stride, padding, dilation, groups)
+
+
+_mixture_op = register_op(f'{NAMESPACE}::{OP_NAME}', _forward, _fake, _backward, _setup_context, _export_form)
 _mixture_backward_op = register_op(f'{NAMESPACE}::{OP_NAME}_backward', _backward_impl, _backward_fake,
                                    reject_double_backward(OP_NAME))

@@ -30,7 +30,8 @@ from .pixel_shuffle import pixel_shuffle, pixel_unshuffle
 OP_NAME = 'sapa'
 OP_BACKENDS = ('reference',)
 
-__all__ = ['OP_NAME', 'OP_BACKENDS', 'SapaOptions', 'sapa', 'check_sapa_args', 'sapa_forward_reference',
+__all__ = ['OP_NAME', 'OP_BACKENDS', 'SapaOptions', 'sapa', 'check_sapa_args', 'sapa_functional',
+           'sapa_forward_reference',
            'sapa_backward_reference']
 
 
@@ -212,6 +213,24 @@ def _backward(ctx, grad):
     return (*(g if n else None for g, n in zip(grads, needs)), None, None)
 
 
-_sapa_op = register_op(f'{NAMESPACE}::{OP_NAME}', _forward, _fake, _backward, _setup_context)
+def sapa_functional(query, key, value, kernel_size, scale_factor):
+    """``mmdynconv::sapa`` in standard, out-of-place ops (traceable by ``torch.export``): query (B, D, S·H, S·W),
+    key (B, D, H, W), value (B, C, H, W) -> (B, C, S·H, S·W). Per tap the similarity of the query with the shifted
+    key; softmax over the k² taps; the sum of the shifted values times their weights."""
+    b, c, h, w = value.shape
+    d = key.shape[1]
+    k, s = kernel_size, scale_factor
+    r = (k - 1) // 2
+    acc = torch.promote_types(value.dtype, torch.float32)
+    q = F.pixel_unshuffle(query.to(acc), s).view(b, d, s, s, h, w)
+    key_padded = F.pad(key.to(acc), (r, r, r, r))[:, :, None, None]
+    value_padded = F.pad(value.to(acc), (r, r, r, r))[:, :, None, None]
+    taps = [(i, j) for i in range(k) for j in range(k)]
+    weights = torch.stack([(q * key_padded[..., i:i + h, j:j + w]).sum(1) for i, j in taps], 1).softmax(1)
+    out = sum(value_padded[..., i:i + h, j:j + w] * weights[:, None, t] for t, (i, j) in enumerate(taps))
+    return F.pixel_shuffle(out.reshape(b, c * s * s, h, w), s).to(value.dtype)
+
+
+_sapa_op = register_op(f'{NAMESPACE}::{OP_NAME}', _forward, _fake, _backward, _setup_context, sapa_functional)
 _sapa_backward_op = register_op(f'{NAMESPACE}::{OP_NAME}_backward', _backward_impl, _backward_fake,
                                 reject_double_backward(OP_NAME))

@@ -10,9 +10,9 @@ import torch
 from torch_support import needs_export
 
 from mmdynconv.deploy.export import export_onnx, export_program, run_onnx, torch_outputs
-from mmdynconv.deploy.functional import ddf_functional
 from mmdynconv.layers import DDFConv, DDFUpsample, FDConv
 from mmdynconv.ops import ddf
+from mmdynconv.ops.ddf import ddf_functional
 
 pytestmark = needs_export
 

@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from torch_support import needs_custom_ops
 
 import mmdynconv.ops
-from mmdynconv.deploy.functional import sapa_functional
-from mmdynconv.ops.sapa import sapa
+from mmdynconv.ops.sapa import sapa, sapa_functional
 
 
 def sapa_unfold(query, key, value, k, s):
