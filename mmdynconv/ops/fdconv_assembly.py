@@ -10,6 +10,8 @@ constants applied once; the spectrum and π gradients take one pass each over rf
 import torch
 import torch.nn.functional as F
 
+__all__ = ['KernelAssembly', 'allocate_weight_grads', 'weight_backward', 'spectral_backward', 'finish_spectrum_grad']
+
 
 class KernelAssembly:
     """The op's small inputs in fp32 and the per-chunk pieces of W in the (b, Co, k, k, Ci) layout."""

@@ -45,7 +45,15 @@ from typing import List
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-from .compat import custom_op, fake_mode_active, is_compiling
+from .backend import resolve_backend
+from .compat import NAMESPACE, fake_mode_active, is_compiling, register_op, reject_double_backward
+
+OP_NAME = 'frequency_band_mix'
+OP_BACKENDS = ('reference',)
+
+__all__ = ['OP_NAME', 'OP_BACKENDS', 'CUTOFFS', 'MASK_MODES', 'PATHS', 'PATH_ENV', 'FFT_CROSSOVER',
+           'frequency_band_mix', 'check_frequency_band_mix_args', 'lowpass_masks', 'fourier_basis', 'fbm_cost_ratio',
+           'choose_path']
 
 CUTOFFS = (1 / 4, 1 / 8, 1 / 16)
 MASK_MODES = ('release', 'symmetric')
@@ -401,7 +409,7 @@ def _resolve_path(path):
 
 
 def frequency_band_mix(x: torch.Tensor, att: torch.Tensor, cutoffs=CUTOFFS, mask_mode: str = 'release',
-                       path=None) -> torch.Tensor:
+                       path=None, backend=None) -> torch.Tensor:
     """Re-weight the frequency bands of x per pixel: ``Σ_m att[:, m] ⊙ B_m(x) + low(x)``.
 
     Args:
@@ -411,17 +419,18 @@ def frequency_band_mix(x: torch.Tensor, att: torch.Tensor, cutoffs=CUTOFFS, mask
         mask_mode: ``'release'`` (the authors' size-dependent masks) or ``'symmetric'`` (see the module docstring).
         path: ``'fft'`` or ``'gemm'`` forces an algorithm (both compute the same operator to fp32 rounding);
             ``'auto'`` picks by cost (:func:`choose_path`); None (default) reads ``MMDYNCONV_FBM_PATH``, else auto.
+        backend: None or ``'reference'`` (FBM has no Triton kernel; ``'triton'`` is an error).
 
     Returns:
         (B, C, H, W) in x's dtype.
     """
-    _check(x, att, cutoffs, mask_mode)
+    check_frequency_band_mix_args(x, att, cutoffs, mask_mode)
+    resolve_backend(backend, x.device, OP_NAME, OP_BACKENDS)
     return _band_mix_op(x, att, [float(c) for c in cutoffs], mask_mode, _resolve_path(path))[0]
 
 
-@custom_op('mmdynconv::frequency_band_mix', mutates_args=())
-def _band_mix_op(x: torch.Tensor, att: torch.Tensor, cutoffs: List[float], mask_mode: str,
-                 path: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _band_mix_forward(x: torch.Tensor, att: torch.Tensor, cutoffs: List[float], mask_mode: str,
+                      path: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(x' in x's dtype, what the backward needs: the GEMM path's coefficients (B, C, r_H, r_W) float32 or the FFT
     path's cropped spectrum (B, C, H, n_cols) complex64); ``path`` ('auto', 'fft', 'gemm') as :func:`choose_path`."""
     cutoffs = tuple(cutoffs)
@@ -431,7 +440,6 @@ def _band_mix_op(x: torch.Tensor, att: torch.Tensor, cutoffs: List[float], mask_
     return out.to(x.dtype), saved
 
 
-@_band_mix_op.register_fake
 def _band_mix_fake(x, att, cutoffs, mask_mode, path):
     b, c, h, w = x.shape
     r_h, r_w, n_cols = _widths(h, w, cutoffs, mask_mode)
@@ -442,8 +450,7 @@ def _band_mix_fake(x, att, cutoffs, mask_mode, path):
     return torch.empty_like(x, memory_format=torch.contiguous_format), saved
 
 
-@custom_op('mmdynconv::frequency_band_mix_backward', mutates_args=())
-def _band_mix_backward_op(grad: torch.Tensor, x: torch.Tensor, att: torch.Tensor, saved: torch.Tensor,
+def _band_mix_backward(grad: torch.Tensor, x: torch.Tensor, att: torch.Tensor, saved: torch.Tensor,
                           cutoffs: List[float], mask_mode: str, needs: List[bool]) -> List[torch.Tensor]:
     """The gradients of (x, att) in their dtypes, one not needed an empty tensor. The forward's path is ``saved``'s:
     the FFT path saves a complex spectrum."""
@@ -453,7 +460,6 @@ def _band_mix_backward_op(grad: torch.Tensor, x: torch.Tensor, att: torch.Tensor
     return [x.new_empty(0) if g is None else g.to(t.dtype) for g, t in zip(grads, (x, att))]
 
 
-@_band_mix_backward_op.register_fake
 def _band_mix_backward_fake(grad, x, att, saved, cutoffs, mask_mode, needs):
     return [torch.empty_like(t, memory_format=torch.contiguous_format) if need else x.new_empty(0)
             for t, need in zip((x, att), needs)]
@@ -475,12 +481,10 @@ def _autograd_backward(ctx, grad, _grad_saved):
     return (*(g if need else None for g, need in zip(grads, needs)), None, None, None)
 
 
-def _no_double_backward(ctx, *grads):
-    raise NotImplementedError('frequency_band_mix: double backward (differentiating its gradient) is not supported')
-
-
-_band_mix_op.register_autograd(_autograd_backward, setup_context=_setup_context)
-_band_mix_backward_op.register_autograd(_no_double_backward, setup_context=lambda ctx, inputs, output: None)
+_band_mix_op = register_op(f'{NAMESPACE}::{OP_NAME}', _band_mix_forward, _band_mix_fake, _autograd_backward,
+                           _setup_context)
+_band_mix_backward_op = register_op(f'{NAMESPACE}::{OP_NAME}_backward', _band_mix_backward, _band_mix_backward_fake,
+                                    reject_double_backward(OP_NAME))
 
 
 def _check_mask_mode(mask_mode, op):
@@ -488,7 +492,8 @@ def _check_mask_mode(mask_mode, op):
         raise ValueError(f"{op}: mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
 
 
-def _check(x, att, cutoffs, mask_mode):
+def check_frequency_band_mix_args(x, att, cutoffs, mask_mode):
+    """Validate :func:`frequency_band_mix`'s arguments; errors name the argument and what it expects."""
     for name, t in (('x', x), ('att', att)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f'frequency_band_mix: {name} must be a torch.Tensor, got {type(t).__name__}')

@@ -14,9 +14,9 @@ import mmdynconv.ops
 from mmdynconv.ops import fourier_band_index, spectrum_scale, weight_to_spectrum
 from mmdynconv.ops.backend import BACKENDS, ENV_VAR, triton_unusable_reason
 
-PENDING = 'frequency_band_mix (ops/fdconv_fbm.py) does not follow the op pattern yet'
 # op module -> its custom op's registered name (None: not a custom op)
-OP_MODULES = {'ddf': 'ddf', 'fdconv': 'fdconv', 'kernel_mixture': 'kernel_mixture_conv', 'carafe': 'carafe'}
+OP_MODULES = {'ddf': 'ddf', 'fdconv': 'fdconv', 'kernel_mixture': 'kernel_mixture_conv', 'carafe': 'carafe',
+              'fdconv_fbm': 'frequency_band_mix', 'sapa': 'sapa'}
 
 
 def _module(name):
@@ -37,6 +37,10 @@ def _inputs(op_name):
     if op_name == 'kernel_mixture_conv':
         return (rnd(2, 4, 5, 5), rnd(3, 6, 2, 3, 3), rnd(2, 3), rnd(2, 3, 3), rnd(2, 4), rnd(2, 6)), \
             dict(padding=1, groups=2)
+    if op_name == 'frequency_band_mix':
+        return (rnd(2, 3, 6, 5), rnd(2, 3, 6, 5, offset=1.0)), {}
+    if op_name == 'sapa':
+        return (rnd(1, 4, 6, 6), rnd(1, 4, 3, 3), rnd(1, 5, 3, 3), 3, 2), {}
     if op_name == 'fdconv_dynamic_conv':
         b, ci, co, k, n = 2, 3, 4, 3, 2
         spectrum = weight_to_spectrum(torch.randn(co, ci, k, k, generator=gen)).requires_grad_()
@@ -53,7 +57,7 @@ def _run(op, args, kwargs, backend):
     return [out.double()] + [g.double() for g in torch.autograd.grad(out.sum(), leaves)]
 
 
-@pytest.mark.parametrize('name', [*OP_MODULES, pytest.param('fdconv_fbm', marks=pytest.mark.xfail(reason=PENDING))])
+@pytest.mark.parametrize('name', OP_MODULES)
 def test_op_module_follows_the_pattern(name):
     module = _module(name)
     op = getattr(module, module.OP_NAME)
@@ -108,8 +112,7 @@ def _module_names():
     return sorted(p.stem for p in pathlib.Path(mmdynconv.ops.__file__).parent.glob('*.py') if p.stem != '__init__')
 
 
-@pytest.mark.parametrize('name', [pytest.param(n, marks=pytest.mark.xfail(reason=f'ops/{n}.py has no __all__ yet'))
-                                  if n in ('fdconv_assembly', 'fdconv_fbm') else n for n in _module_names()])
+@pytest.mark.parametrize('name', _module_names())
 def test_every_module_declares_its_public_names(name):
     if name.endswith('_triton') and triton_unusable_reason():
         pytest.skip(triton_unusable_reason())
