@@ -55,3 +55,29 @@ def test_import_without_mmcv_registers_the_layers():
             'print("ok")')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-3000:]
+
+
+def _package_modules():
+    import pathlib
+    root = pathlib.Path(mmdynconv.__file__).parent
+    return sorted('.'.join(('mmdynconv',) + p.relative_to(root).with_suffix('').parts).replace('.__init__', '')
+                  for p in root.rglob('*.py') if '.mim' not in p.parts)
+
+
+@pytest.mark.parametrize('name', _package_modules())
+def test_public_names_are_deliberate(name):
+    """Every module that defines public functions or classes lists them (and only names it has) in ``__all__``."""
+    import importlib
+    import inspect
+    try:
+        module = importlib.import_module(name)
+    except ImportError as e:   # a backbone module of an absent mmdet / mmseg, a Triton module without Triton
+        pytest.skip(f'{name}: {e}')
+    public = {n for n, v in vars(module).items() if not n.startswith('_') and (inspect.isfunction(v) or
+              inspect.isclass(v)) and getattr(v, '__module__', None) == module.__name__}
+    names = getattr(module, '__all__', None)
+    if names is None:
+        assert not public, f'{name}: no __all__, but public {sorted(public)}'
+        return
+    assert len(set(names)) == len(names) and all(hasattr(module, n) for n in names), f'{name}: {names}'
+    assert public <= set(names), f'{name}: public but not in __all__: {sorted(public - set(names))}'

@@ -13,6 +13,8 @@ from .common import DTYPES, shape_label, triton_skip
 from .harness import Case
 from .registry import Benchmark
 
+__all__ = ['FULL', 'SMALL', 'copy_case', 'ddf_case', 'cases', 'fraction_of_copy', 'BENCHMARK']
+
 FULL = ((2, 256, 200, 304), (32, 64, 56, 56), (32, 256, 14, 14))
 SMALL = ((1, 8, 16, 16),)
 COPY_BYTES = {'cuda': 2 ** 30, 'cpu': 2 ** 28, 'small': 2 ** 22}

@@ -17,6 +17,8 @@ from .common import build_registered, module_case, registered
 from .harness import Case
 from .registry import Benchmark
 
+__all__ = ['SMALL_SHAPES', 'DECLARED', 'METHODS', 'shapes', 'builder', 'skip_reason', 'cases', 'BENCHMARK']
+
 # name, Ci, Co, k, H, W, batch
 CUDA_SHAPES = [
     ('r50-s1-conv2', 64, 64, 3, 56, 56, 8), ('r50-s1-conv3', 64, 256, 1, 56, 56, 8),

@@ -13,6 +13,9 @@ from .common import DTYPES, shape_label, triton_skip
 from .harness import Case
 from .registry import Benchmark
 
+__all__ = ['FPN', 'SMALL', 'METHODS', 'unfold_ddf', 'shapes', 'ddf_inputs', 'builder', 'skip_reason', 'cases',
+           'BENCHMARK']
+
 STAGES = ((64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7))
 FPN = (256, 200, 304)
 SMALL = ((1, 8, 12, 10), (1, 16, 7, 9))

@@ -17,6 +17,9 @@ from .common import DTYPES, build_registered, module_case, registered, shape_lab
 from .harness import Case
 from .registry import Benchmark
 
+__all__ = ['SMALL', 'DECLARED', 'REGISTERED', 'METHODS', 'PixelShuffleUp', 'plain_upsampler', 'skip_reason', 'builder',
+           'cases', 'BENCHMARK']
+
 LEVELS = ((256, 25, 38), (256, 50, 76), (256, 100, 152))
 SMALL = ((1, 16, 6, 7),)
 DECLARED = {d.name: dict(type=d.name, **d.benchmark_args) for d in declared_with(kind='upsampler', benchmark='ddf_up')

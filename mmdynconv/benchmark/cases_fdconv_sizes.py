@@ -16,6 +16,8 @@ from . import cases_convs
 from .harness import Case
 from .registry import Benchmark
 
+__all__ = ['SMALL_SHAPES', 'METHODS', 'shapes', 'cases', 'BENCHMARK']
+
 # set, name, Ci, Co, k, H, W, batch
 FULL_SHAPES = [
     ('det', 'r50-s1-conv2', 64, 64, 3, 200, 304, 2), ('det', 'r50-s2-conv2', 128, 128, 3, 100, 152, 2),

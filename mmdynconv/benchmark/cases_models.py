@@ -13,6 +13,9 @@ import torch
 from .harness import Case, SkipCase
 from .registry import Benchmark
 
+__all__ = ['FULL', 'SMALL', 'NUM_BOXES', 'skip_reason', 'model_config', 'variants', 'synthetic_samples', 'builder',
+           'cases', 'BENCHMARK']
+
 MODELS_CFG = dict(det='mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
                   seg='mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py')
 FULL = dict(det=(2, 800, 1216), seg=(4, 512, 512))

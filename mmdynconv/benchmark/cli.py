@@ -8,6 +8,8 @@ from . import report
 from .harness import Settings, run_benchmark
 from .registry import ALL, MODULES, OPT_IN, get_benchmark
 
+__all__ = ['DOCS', 'add_timing_args', 'check_timing_args', 'timing', 'parser', 'parse_args', 'main']
+
 DOCS = os.path.join('docs', 'benchmarks.md')
 DOCS_INTRO = """# Benchmarks
 

@@ -4,6 +4,8 @@ import torch
 from ..ops.backend import triton_available, triton_interpreter_enabled
 from .harness import SkipCase
 
+__all__ = ['DTYPES', 'shape_label', 'triton_skip', 'registered', 'build_registered', 'module_case']
+
 DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
 

@@ -15,6 +15,8 @@ import xml.etree.ElementTree as ET
 from .registry import ALL, OPT_IN
 from .report import columns, write_csv
 
+__all__ = ['test_summary', 'bandwidth_summary', 'build']
+
 
 def test_summary(path):
     """(counts by outcome, [(test id, outcome, message)] of the tests that did not pass)."""

@@ -29,6 +29,9 @@ import torch
 
 from ..ops.compat import event_start_ns
 
+__all__ = ['SkipCase', 'Case', 'Settings', 'sync', 'time_ms', 'peak_mib', 'measure', 'run_case', 'add_ratios',
+           'run_benchmark', 'format_progress']
+
 MIB = 2 ** 20
 
 

@@ -3,6 +3,8 @@ import dataclasses
 import importlib
 from typing import Callable, Optional
 
+__all__ = ['Benchmark', 'MODULES', 'OPT_IN', 'ALL', 'get_benchmark']
+
 
 @dataclasses.dataclass
 class Benchmark:

@@ -10,6 +10,9 @@ import torch
 
 from ..ops.backend import triton_available, triton_interpreter_enabled
 
+__all__ = ['METRICS', 'environment', 'command_line', 'columns', 'write_csv', 'markdown_table', 'plot', 'section',
+           'write_outputs']
+
 METRICS = (('fwd_ms', 'fwd ms'), ('fwd_bwd_ms', 'fwd+bwd ms'), ('peak_mib', 'peak MiB'), ('gb_per_s', 'GB/s'))
 
 

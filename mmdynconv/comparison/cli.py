@@ -33,6 +33,8 @@ import sys
 
 from .config_runner import ConfigRefused, NothingToReport, compare_config
 
+__all__ = ['DEMO_INITS', 'DictAction', 'main_config', 'parse_args', 'main']
+
 DEMO_INITS = ('pretrained', 'scratch')  # the demo preset's initialisations (experiments/demo_comparison/cells.py)
 
 

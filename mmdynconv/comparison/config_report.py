@@ -5,6 +5,8 @@ import json
 import math
 import statistics
 
+__all__ = ['CSV_FIELDS', 'write_rows', 'mean_std', 'write_csv', 'aggregate', 'markdown_table', 'cost_plot']
+
 COST_FIELDS = ('params', 'flops', 'train_step_ms', 'peak_mib', 'infer_img_s')
 COST_TITLES = dict(params='params', flops='FLOPs', train_step_ms='train step', peak_mib='peak mem',
                    infer_img_s='infer img/s')

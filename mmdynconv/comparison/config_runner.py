@@ -25,6 +25,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
+__all__ = ['ROOT', 'ConfigRefused', 'NothingToReport', 'load_user_config', 'task_scope', 'file_variant_model',
+           'plan_variants', 'run_config', 'run_key', 'write_run_config', 'train_command', 'run_one', 'device_slots',
+           'Run', 'run_queue', 'run_all', 'collect', 'compare_config']
+
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ROOT = osp.dirname(PACKAGE_DIR)  # the repository root in a clone (or an editable install)
 # tools/train.py of the clone; in an installed wheel the copy setup.py puts into mmdynconv/.mim

@@ -18,6 +18,8 @@ import torch
 
 from ..benchmark.harness import peak_mib, time_ms
 
+__all__ = ['first_batches', 'count_flops', 'measure_model', 'measure_costs']
+
 
 def first_batches(cfg):
     """The first train and val batches of ``cfg`` (loaded once, with no worker processes)."""

@@ -10,6 +10,8 @@ from mmengine.registry import HOOKS
 
 from ..layers.kernel_spatial_modulation import ksm_norms_train
 
+__all__ = ['DumpMetricsHook', 'KSMNormTrainHook']
+
 
 @HOOKS.register_module()
 class DumpMetricsHook(Hook):

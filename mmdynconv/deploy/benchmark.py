@@ -12,6 +12,8 @@ from ..layers.fdconv_inference import fdconv_inference_mode
 from .export import export_onnx
 from .tensor_forward import TensorForward, build_model
 
+__all__ = ['LAYERS', 'DETECTOR', 'measure_module', 'run']
+
 LAYERS = {  # name: (layer factory, input shape)
     'DDF 64ch k3, 32×32': (lambda: DDFConv(64, 64, 3), (1, 64, 32, 32)),
     'DDF-Up ×2 64ch, 16×16→32×32': (lambda: DDFUpsample(64, 2, 3), (1, 64, 16, 16)),

@@ -4,6 +4,8 @@ import torch
 from .export import export_onnx, parity
 from .tensor_forward import TensorForward, build_model, default_input_shape
 
+__all__ = ['example_inputs', 'export_config']
+
 
 def example_inputs(wrapper, cfg, shape=None, batch=1, seed=0):
     """Random inputs of the exported graph's static shape: one image (B, 3, H, W), or (depth_lr, rgb) for depth."""

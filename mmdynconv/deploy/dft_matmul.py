@@ -14,6 +14,8 @@ import math
 
 import torch
 
+__all__ = ['fft_c2c', 'fft_r2c', 'fft_c2r']
+
 
 def _angles(n_rows, n_cols, n, dtype, device):
     """cos and sin of 2π·(r·c mod n)/n, (n_rows, n_cols), computed in float64, returned in ``dtype``."""

@@ -14,6 +14,9 @@ import torch.utils._pytree as pytree
 from ..ops.compat import EXPORT_FORMS, HAS_CUSTOM_OP, TORCH_VERSION
 from .dft_matmul import fft_c2c, fft_c2r, fft_r2c
 
+__all__ = ['decomposition_table', 'export_mode', 'check_export_support', 'export_program', 'export_onnx', 'run_onnx',
+           'torch_outputs', 'parity']
+
 
 def _fftfreq(n, d=1.0, *, dtype=None, layout=None, device=None, pin_memory=False):
     i = torch.arange(n, dtype=dtype or torch.get_default_dtype(), device=device)

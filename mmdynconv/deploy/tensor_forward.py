@@ -15,6 +15,8 @@ preprocessing itself is not part of the graph.
 import torch.utils._pytree as pytree
 from torch import nn
 
+__all__ = ['TensorForward', 'build_model', 'default_input_shape']
+
 
 def _kind(model):
     if hasattr(model, 'predict_depth'):

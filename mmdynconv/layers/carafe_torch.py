@@ -8,6 +8,8 @@ from ..ops.carafe import carafe
 from ..ops.per_sample_conv import conv_dtype
 from ..ops.pixel_shuffle import pixel_shuffle
 
+__all__ = ['CARAFETorch']
+
 
 @MODELS.register_module('carafe_torch')
 class CARAFETorch(nn.Module):

@@ -7,6 +7,8 @@ from torch import nn
 
 from .kernel_mixture_base import KernelMixtureConv
 
+__all__ = ['CondConv']
+
 
 @MODELS.register_module('CondConv')
 class CondConv(KernelMixtureConv):

@@ -8,6 +8,8 @@ from torch import nn
 
 from ..ops.arguments import check_feature_map, check_int, check_pair
 
+__all__ = ['RELEASE_KEYS', 'hard_sigmoid2', 'convert_release_state_dict', 'LatentNorm', 'DCDConv']
+
 # The release's (liyunsheng13/dcd, ``conv_dy`` / ``conv_basic_dy``) parameter names that differ from ours.
 RELEASE_KEYS = {'conv.weight': 'weight', 'fc.0.weight': 'fc.weight', 'fc.1.fc.0.weight': 'fc_gate.weight'}
 

@@ -4,6 +4,8 @@ import torch.nn.functional as F
 
 from .filter_norm import FilterNorm
 
+__all__ = ['check_ddf_args', 'ChannelFilterBranch']
+
 
 def check_ddf_args(layer, channels, kernel_size, heads, kernel_combine, se_ratio, nonlinearity='relu'):
     """Validate the arguments every DDF layer shares; raise naming the bad one."""

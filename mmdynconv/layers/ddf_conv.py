@@ -8,6 +8,8 @@ from ..ops.arguments import check_feature_map, check_pair
 from .ddf_branches import ChannelFilterBranch, check_ddf_args
 from .filter_norm import FilterNorm
 
+__all__ = ['RELEASE_KEYS', 'DDFConv']
+
 # parameter names of the authors' ``DDFPack`` (official ddfnet ImageNet checkpoints) -> ours
 RELEASE_KEYS = {'spatial_branch.0.': 'spatial_conv.', 'channel_branch.1.': 'channel_branch.squeeze.',
                 'channel_branch.3.': 'channel_branch.expand.', 'channel_branch.4.std': 'channel_branch.norm.std'}

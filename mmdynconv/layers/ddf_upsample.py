@@ -10,6 +10,8 @@ from ..ops.pixel_shuffle import pixel_shuffle, pixel_unshuffle
 from .ddf_branches import check_ddf_args
 from .filter_norm import FilterNorm
 
+__all__ = ['DDFUpsample']
+
 
 @MODELS.register_module('ddf_up')
 class DDFUpsample(nn.Module):

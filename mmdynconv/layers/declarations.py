@@ -13,6 +13,10 @@ from typing import Callable, Dict, Optional, Tuple
 
 from .fdconv_flops import fdconv_flops, frequency_band_mix_flops
 
+__all__ = ['PLACEMENTS', 'EXPORT_RULES', 'DYNAMIC_RESNETS', 'Variant', 'FlopHandle', 'LayerDeclaration', 'FLOP_HANDLES',
+           'DECLARATIONS', 'ddf_flops', 'kernel_mixture_flops', 'carafe_flops', 'sapa_flops', 'declaration',
+           'declared_with', 'layers_with_hook']
+
 PLACEMENTS = ('block_convs', 'dcn_slot', 'fpn_upsampler')
 EXPORT_RULES = ('aten', 'decompose', 'oracle')
 DYNAMIC_RESNETS = dict(ResNet='DynamicConvResNet', ResNetV1d='DynamicConvResNet', ResNetV1c='DynamicConvResNetV1c')

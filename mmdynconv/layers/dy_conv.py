@@ -8,6 +8,8 @@ from torch import nn
 from ..ops.arguments import check_int, check_positive
 from .kernel_mixture_base import KernelMixtureConv
 
+__all__ = ['DYConv']
+
 
 @MODELS.register_module('DYConv')
 class DYConv(KernelMixtureConv):

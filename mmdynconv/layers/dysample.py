@@ -7,6 +7,8 @@ from torch import nn
 from ..ops.arguments import check_feature_map, check_int
 from ..ops.pixel_shuffle import pixel_shuffle
 
+__all__ = ['DySample']
+
 
 @MODELS.register_module('dysample')
 class DySample(nn.Module):

@@ -8,6 +8,8 @@ from ..ops.arguments import check_feature_map, check_int
 from ..ops.carafe import carafe
 from ..ops.per_sample_conv import conv_dtype
 
+__all__ = ['NAME', 'RELEASE_NAMES', 'convert_release_state_dict', 'add_nearest', 'FADE']
+
 NAME = 'fade'
 
 # Parameter names of the authors' modules (github.com/poppinace/fade) -> ours. FADE_L2H.py (and FADE-Lite, the

@@ -23,6 +23,8 @@ from .fdconv_release import convert_release_layer, is_release_layout
 from .frequency_band_modulation import FrequencyBandModulation
 from .kernel_spatial_modulation import KernelSpatialModulationGlobal, KernelSpatialModulationLocal
 
+__all__ = ['MODES', 'is_dynamic', 'FDConv', 'fdconv_mode']
+
 MODES = ('default', 'inference', 'export')
 
 

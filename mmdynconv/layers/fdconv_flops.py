@@ -10,6 +10,8 @@ import math
 from collections import Counter
 from math import prod
 
+__all__ = ['fft_flops', 'fdconv_flops', 'frequency_band_mix_flops']
+
 FLOAT_TYPES = ('Float', 'Double', 'Half', 'BFloat16')
 
 

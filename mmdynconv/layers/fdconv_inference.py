@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from ..ops.fdconv_oracle import local_attention_oracle
 from ..ops.fdconv_spectrum import tiled_to_weight
 
+__all__ = ['candidate_kernels', 'inference_conv', 'fdconv_inference_mode']
+
 
 @torch.compiler.disable
 def candidate_kernels(layer):

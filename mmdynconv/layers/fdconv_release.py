@@ -19,6 +19,8 @@ import re
 
 import torch
 
+__all__ = ['RELEASE_MARKER', 'is_release_layout', 'convert_release_layer', 'convert_release_checkpoint']
+
 RELEASE_MARKER = 'dft_weight'
 _HEADS = {'channel_fc': 'in_head', 'filter_fc': 'out_head', 'spatial_fc': 'pos_head', 'kernel_fc': 'kernel_head'}
 _FBM = re.compile(r'FBM\.freq_weight_conv_list\.(\d+)\.(weight|bias)$')

@@ -2,6 +2,8 @@
 import torch
 import torch.nn as nn
 
+__all__ = ['FilterNorm']
+
 EPS = 1e-10
 GAINS = {'relu': 2 ** 0.5, 'linear': 1.0}
 

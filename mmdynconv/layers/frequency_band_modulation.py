@@ -6,6 +6,8 @@ from torch import nn
 from ..ops.fdconv_fbm import CUTOFFS, MASK_MODES, frequency_band_mix
 from ..ops.fdconv_oracle import frequency_band_mix_oracle
 
+__all__ = ['FrequencyBandModulation']
+
 
 class FrequencyBandModulation(nn.Module):
     """``x' = Σ_m A_m ⊙ B_m(x) + low(x)`` with ``A = 2·sigmoid(conv3×3(x))``, one map per band: (B, C, H, W) -> same.

@@ -6,6 +6,8 @@ from torch import nn
 from ..ops.arguments import check_feature_map, check_int, check_pair
 from ..ops.kernel_mixture import kernel_mixture_conv
 
+__all__ = ['KernelMixtureConv']
+
 
 class KernelMixtureConv(nn.Module):
     """A conv whose kernel is, per sample, a mixture of ``num_kernels`` expert kernels of shape (Co, Ci/groups, kh, kw).

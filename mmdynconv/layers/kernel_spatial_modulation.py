@@ -12,6 +12,9 @@ from torch import nn
 
 from .star_relu import StarReLU
 
+__all__ = ['AttentionHead', 'KernelSpatialModulationGlobal', 'ksm_norms_train', 'default_local_kernel_size',
+           'KernelSpatialModulationLocal']
+
 HEAD_INIT_STD = 1e-6
 
 

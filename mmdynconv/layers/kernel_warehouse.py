@@ -216,6 +216,7 @@ class KernelWarehouseAttention(nn.Module):
         return z + self.basis_bias.view(m, self.num_cells + 1)
 
     def forward(self, x, temperature):
+        """x (B, Ci, H, W), temperature τ (a number or 0-dim tensor) -> α (B, m, n)."""
         z = self.logits(F.relu(self.norm(self.fc1(x.mean((2, 3))))))
         z = z / (z.abs().sum(dim=2, keepdim=True) + self.eps)
         z = (1.0 - temperature) * z + temperature * self.assigned
@@ -235,8 +236,9 @@ class KernelWarehouseConv(nn.Module):
         eps: ε of the attention function (release: 1e-3).
         nonlocal_basis_ratio: < 1: the logits of the warehouse cells outside the layer's span come from a shared basis
             (:class:`KernelWarehouseAttention`; the release's ResNet-50 1/2× uses 1/16); >= 1: one logit per cell.
-        temperature: τ (``layer.temperature``; set by ``TemperatureAnnealHook``, by loading a plain conv weight).
-            τ = 0: the attention alone; τ = 1: every cell is its assigned warehouse cell.
+        temperature: τ (``layer.temperature``, held in the non-persistent buffer ``tau``; set by
+            ``TemperatureAnnealHook`` and by loading a plain conv weight). τ = 0: the attention alone; τ = 1: every
+            cell is its assigned warehouse cell.
         warehouse: a shared :class:`Warehouse` (a backbone's; referenced, not a submodule, so its cells are saved
             once, by its owner), or None: the layer owns a private warehouse (``warehouse.cells``) of its own cells.
         warehouse_slot: the layer's slot in ``warehouse`` (its kernel shape must be that slot's).
@@ -278,7 +280,7 @@ class KernelWarehouseConv(nn.Module):
         nonlocal_basis_ratio = check_positive(name, 'nonlocal_basis_ratio', nonlocal_basis_ratio)
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
             raise TypeError(f'{name}: temperature must be a number, got {temperature!r}')
-        self.temperature = float(temperature)
+        self.register_buffer('tau', torch.tensor(float(temperature)), persistent=False)
         ratios = (check_cell_num_ratio(name, cell_num_ratio), check_cell_ratio(name, 'cell_in_ratio', cell_in_ratio),
                   check_cell_ratio(name, 'cell_out_ratio', cell_out_ratio))
         shape = (out_channels, in_channels // groups, *self.kernel_size)
@@ -316,6 +318,16 @@ class KernelWarehouseConv(nn.Module):
         return self._modules['warehouse'] if self._shared is None else self._shared[0]
 
     @property
+    def temperature(self):
+        """τ, held in the non-persistent buffer ``tau`` (a tensor, so torch.compile does not specialise on it)."""
+        return float(self.tau)
+
+    @temperature.setter
+    def temperature(self, value):
+        with torch.no_grad():
+            self.tau.fill_(value)
+
+    @property
     def shares_warehouse(self):
         return self._shared is not None
 
@@ -335,7 +347,7 @@ class KernelWarehouseConv(nn.Module):
 
     def forward(self, x):
         check_feature_map(self.NAME, 'input', x, self.in_channels)
-        alpha = self.attention(x, self.temperature)
+        alpha = self.attention(x, self.tau)
         kernel = self.assemble_kernel(alpha)
         s = ConvShape(x.shape, self.out_channels, self.kernel_size, self.stride, self.padding, self.dilation,
                       self.groups)

@@ -5,6 +5,8 @@ from ..ops.arguments import check_int, check_positive
 from .kernel_mixture_base import KernelMixtureConv
 from .od_conv_attention import ODConvAttention
 
+__all__ = ['ODConv']
+
 
 @MODELS.register_module('ODConv')
 class ODConv(KernelMixtureConv):

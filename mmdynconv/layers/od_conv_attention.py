@@ -3,6 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = ['ODConvAttention']
+
 
 class ODConvAttention(nn.Module):
     """The four attentions of ODConv from the pooled input.

@@ -8,6 +8,8 @@ from ..ops.arguments import check_choice, check_feature_map, check_int
 from ..ops.per_sample_conv import conv_dtype
 from ..ops.sapa import sapa
 
+__all__ = ['NAME', 'release_name', 'convert_release_state_dict', 'nearest_rows', 'SAPA']
+
 NAME = 'sapa'
 QUERIES = ('encoder', 'gated', 'concat')
 

@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+__all__ = ['StarReLU']
+
 
 class StarReLU(nn.Module):
     """``s · relu(x)² + b`` elementwise, any shape; s = 1 and b = 0 at initialisation."""

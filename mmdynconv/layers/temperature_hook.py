@@ -6,6 +6,8 @@ from mmengine.registry import HOOKS, MODELS
 
 from .declarations import layers_with_hook
 
+__all__ = ['TemperatureAnnealHook']
+
 
 @HOOKS.register_module()
 class TemperatureAnnealHook(Hook):

@@ -4,3 +4,5 @@ Necks need only mmcv. Backbone variants subclass mmdet's or mmseg's ResNets and 
 package is installed, so a user of one of them never needs the other.
 """
 from . import backbones, necks  # noqa: F401
+
+__all__ = ['backbones', 'necks']

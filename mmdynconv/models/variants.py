@@ -20,6 +20,9 @@ import copy
 from dataclasses import dataclass
 from typing import Callable, Dict
 
+__all__ = ['VariantNotApplicable', 'ConfigVariant', 'config_variant', 'block_convs_backbone', 'dcn_slot_backbone',
+           'fpn_upsampler_neck', 'applicable_variants']
+
 BASIC_DEPTHS = (18, 34)
 BOTTLENECK_DEPTHS = (50, 101, 152)
 

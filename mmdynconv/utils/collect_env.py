@@ -15,6 +15,8 @@ from ..ops import backend as backend_module
 from ..ops.compat import CUSTOM_OP_REASON, HAS_CUSTOM_OP, MIN_TORCH, TORCH_VERSION
 from ..version import __version__
 
+__all__ = ['OPS', 'collect_env', 'main']
+
 # op -> whether it has Triton kernels (the others run their PyTorch implementation on every device)
 OPS = OrderedDict([('ddf', True), ('fdconv_dynamic_conv', True), ('frequency_band_mix', False),
                    ('kernel_mixture_conv', False), ('carafe', False)])

@@ -37,6 +37,8 @@ from ..layers.declarations import FLOP_HANDLES
 from ..layers.fdconv_flops import fft_flops  # noqa: F401  (re-exported: the FFT cost convention)
 from ..ops.compat import CUSTOM_OP_REASON, HAS_CUSTOM_OP
 
+__all__ = ['OUR_OPS', 'flop_analyzer', 'build_model', 'PROPOSALS', 'model_complexity']
+
 OP_HANDLES = {op: handle.fn for op, handle in FLOP_HANDLES.items()}
 """{custom op: FLOP handle}, from the layer declarations (:mod:`mmdynconv.layers.declarations`)."""
 OUR_OPS = tuple(key for handle in FLOP_HANDLES.values() for key in handle.keys)

@@ -33,6 +33,8 @@ from importlib.util import find_spec
 
 from mmengine.config.utils import MODULE2PACKAGE
 
+__all__ = ['PACKAGE', 'register_config_scope', 'replace_package_scope']
+
 PACKAGE = 'mmdynconv'
 LOCATOR = 'mmdynconv.version'  # a direct submodule: dirname(find_spec(LOCATOR).origin) is the package folder
 

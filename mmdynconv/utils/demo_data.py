@@ -20,6 +20,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+__all__ = ['EVAL_SHAPES', 'PRETRAIN_SHAPES', 'ALL_SHAPES', 'PALETTES', 'TASKS', 'SEG_CLASSES', 'DemoDataSpec',
+           'render_scene', 'write_coco_split', 'write_ade_split', 'generate']
+
 EVAL_SHAPES = ('circle', 'rectangle', 'triangle', 'star')
 PRETRAIN_SHAPES = ('hexagon', 'cross', 'ellipse', 'arrow')
 ALL_SHAPES = EVAL_SHAPES + PRETRAIN_SHAPES

@@ -8,6 +8,8 @@ import torch.distributed as dist
 
 from ..ops.compat import add_safe_globals
 
+__all__ = ['load_config', 'check_data_paths', 'enable_amp', 'setup_cpu_distributed', 'allow_runner_checkpoints']
+
 
 def load_config(path, launcher='none', work_dir=None, cfg_options=None):
     """Read a config the way the tools do: ``--cfg-options`` merged, ``work_dir`` defaulting to

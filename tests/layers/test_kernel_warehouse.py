@@ -303,6 +303,21 @@ def test_matches_the_release(index):
         assert relative(torch.cat([norm.running_mean, norm.running_var]), stats) < 1e-13
 
 
+@pytest.mark.skipif(not hasattr(torch, 'compile') or torch.__version__ < '2.4', reason='torch.compile (torch >= 2.4)')
+def test_changing_the_temperature_does_not_recompile():
+    """τ is a buffer, not a Python float that Dynamo would specialise on (the hook changes it every iteration)."""
+    from torch._dynamo.testing import CompileCounter
+    torch.manual_seed(0)
+    layer = KernelWarehouseConv(8, 8, 3, padding=1)
+    counter = CompileCounter()
+    compiled = torch.compile(layer, backend=counter, fullgraph=True)
+    x = torch.randn(2, 8, 5, 5)
+    for tau in (1.0, 0.7, 0.2):
+        layer.temperature = tau
+        torch.testing.assert_close(compiled(x), layer(x))
+    assert counter.frame_count == 1
+
+
 @pytest.mark.parametrize('kwargs,error,match', [
     (dict(cell_num_ratio=0.3), ValueError, 'cell_num_ratio must be an integer >= 1 or 1/k'),
     (dict(cell_num_ratio=1.5), ValueError, 'cell_num_ratio must be an integer >= 1 or 1/k'),

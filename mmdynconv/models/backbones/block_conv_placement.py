@@ -6,6 +6,8 @@ from torch import nn
 
 from ...layers.kernel_spatial_modulation import ksm_norms_train
 
+__all__ = ['block_conv_names', 'BlockConvPlacementMixin', 'FDConvPlacementMixin', 'fdconv_cfg_of']
+
 BLOCK_CONVS = ('conv1', 'conv2', 'conv3')
 BASIC_BLOCK_CONVS = ('conv1', 'conv2')
 

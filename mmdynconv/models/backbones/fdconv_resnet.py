@@ -4,6 +4,8 @@ from mmengine.registry import MODELS
 
 from .block_conv_placement import BlockConvPlacementMixin, FDConvPlacementMixin
 
+__all__ = ['DynamicConvResNet', 'FDConvResNet']
+
 
 @MODELS.register_module()
 class DynamicConvResNet(BlockConvPlacementMixin, ResNet):

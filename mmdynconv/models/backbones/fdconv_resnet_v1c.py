@@ -4,6 +4,8 @@ from mmseg.models.backbones import ResNetV1c
 
 from .block_conv_placement import BlockConvPlacementMixin, FDConvPlacementMixin
 
+__all__ = ['DynamicConvResNetV1c', 'FDConvResNetV1c']
+
 
 @MODELS.register_module()
 class DynamicConvResNetV1c(BlockConvPlacementMixin, ResNetV1c):

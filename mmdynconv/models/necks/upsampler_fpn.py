@@ -13,6 +13,8 @@ from mmcv.cnn import ConvModule, build_upsample_layer
 from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import MODELS
 
+__all__ = ['build_fpn_upsampler', 'guidance_of_size', 'UpsamplerFPN']
+
 EXTRA_CONVS = ('on_input', 'on_lateral', 'on_output')
 INTERPOLATION_TYPES = ('nearest', 'bilinear', 'bicubic')
 
