@@ -36,8 +36,8 @@ CPU_SHAPES = [
 ]
 SMALL_SHAPES = [('tiny-3x3', 24, 32, 3, 10, 10, 2), ('tiny-1x1', 24, 32, 1, 6, 6, 2)]
 SMALL_KERNEL_NUM = 8
-DECLARED = {d.name: d for d in declared_with(kind='conv', benchmark='convs') if d.name != 'FDConv'}
-BASELINES = tuple(DECLARED)
+DECLARED = {d.name: d for d in declared_with(kind='conv') if d.name != 'FDConv'}   # every other conv, by name
+BASELINES = tuple(n for n, d in DECLARED.items() if d.benchmark == 'convs')
 METHODS = ('plain', 'fdconv_oracle', 'fdconv', 'fdconv_torch') + BASELINES
 
 
@@ -57,7 +57,7 @@ def builder(method, shape, settings):
         x = torch.randn(b, ci, h, w, device=device, requires_grad=True)
         if method == 'plain':
             return module_case(nn.Conv2d(**conv_args).to(device), x)
-        if method in BASELINES:
+        if method in DECLARED:
             cfg = dict(type=method, **conv_args, **DECLARED[method].benchmark_args)
             return module_case(build_registered(cfg, device, torch.float32), x)
         from ..layers import FDConv
@@ -72,8 +72,8 @@ def builder(method, shape, settings):
 def skip_reason(method, settings):
     if method == 'fdconv_torch' and not settings.cuda:
         return 'same as fdconv on CPU'
-    if method in BASELINES or method.startswith('fdconv'):
-        return registered(method if method in BASELINES else 'FDConv')
+    if method in DECLARED or method.startswith('fdconv'):
+        return registered(method if method in DECLARED else 'FDConv')
     return ''
 
 

@@ -1,4 +1,5 @@
-"""FDConv at the feature-map sizes users train at, against a plain conv of the same shape, same run.
+"""FDConv, the other dynamic convs and DDF at the feature-map sizes users train at, against a plain conv of the same
+shape, same run.
 
 Shape sets (the 3×3 convs of ResNet-50's four stages, stride 1, where FBM runs):
 
@@ -8,9 +9,9 @@ Shape sets (the 3×3 convs of ResNet-50's four stages, stride 1, where FBM runs)
   128→128 at 64×64, 256→256 at 32×32, 512→512 at 16×16.
 
 Methods: ``plain`` (``nn.Conv2d``), ``fdconv`` (``FDConv.forward``, default options, 64 bands, training mode, the
-automatic backend and FBM path) and, on CUDA, ``fdconv_torch`` (``backend='reference'``, no Triton kernels). The
-oracle and the other dynamic convolutions are not run at these sizes (the ``convs`` benchmark compares them at small
-maps). The FBM path can be forced for the whole run with ``MMDYNCONV_FBM_PATH=gemm|fft``.
+automatic backend and FBM path), on CUDA ``fdconv_torch`` (``backend='reference'``, no Triton kernels), and every
+other declared conv (the ``convs`` benchmark's baselines, and DDF), built from the registry with its defaults. The
+FDConv oracle is not run at these sizes. The FBM path can be forced with ``MMDYNCONV_FBM_PATH=gemm|fft``.
 """
 from . import cases_convs
 from .harness import Case
@@ -26,7 +27,7 @@ FULL_SHAPES = [
     ('seg', 'r50-s3-conv2', 256, 256, 3, 32, 32, 4), ('seg', 'r50-s4-conv2', 512, 512, 3, 16, 16, 4),
 ]
 SMALL_SHAPES = [('det', 'tiny-3x3', 16, 16, 3, 20, 30, 2), ('seg', 'tiny-3x3', 16, 16, 3, 16, 16, 2)]
-METHODS = ('plain', 'fdconv', 'fdconv_torch')
+METHODS = ('plain', 'fdconv', 'fdconv_torch') + tuple(cases_convs.DECLARED)
 
 
 def shapes(settings):
@@ -49,8 +50,10 @@ def cases(settings):
 
 
 BENCHMARK = Benchmark(
-    name='fdconv_sizes', title='FDConv at training resolutions', cases=cases, baselines=('plain',),
+    name='fdconv_sizes', title='FDConv and the other dynamic convs at training resolutions', cases=cases,
+    baselines=('plain',),
     description='Forward+backward time (gradients of the input and all parameters) and peak memory of FDConv '
-                '(default options, 64 bands, training mode, float32) beside a plain conv of the same shape at the '
+                '(default options, 64 bands, training mode, float32), the other dynamic convs and DDF (their '
+                'defaults) beside a plain conv of the same shape at the '
                 "3×3 convs of ResNet-50's stages: `det` under mmdet's 800×1216 input, batch 2; `seg` under a "
                 '512×512 UPerNet input, batch 4. Ratios to the plain conv.')
