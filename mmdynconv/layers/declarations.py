@@ -175,7 +175,8 @@ DECLARATIONS: Dict[str, LayerDeclaration] = {d.name: d for d in (
     LayerDeclaration(
         'KernelWarehouse', 'conv',
         Variant('KernelWarehouse', 'block_convs', dict(type='KernelWarehouse', cell_num_ratio=1),
-                'KernelWarehouse (1x, one warehouse per stage, the release placement) in the residual-block convs',
+                'KernelWarehouse (1x, one warehouse per stage, the release placement) in the residual-block convs; '
+                'train with TemperatureAnnealHook(start=1, end=0)',
                 backbones=dict(ResNet='KWResNet', ResNetV1d='KWResNet', ResNetV1c='KWResNetV1c'), cfg_key='kw_cfg'),
         benchmark='convs', export='aten', plain_conv='converts', hooks=('TemperatureAnnealHook',)),
     LayerDeclaration(

@@ -280,7 +280,8 @@ class KernelWarehouseConv(nn.Module):
         nonlocal_basis_ratio = check_positive(name, 'nonlocal_basis_ratio', nonlocal_basis_ratio)
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
             raise TypeError(f'{name}: temperature must be a number, got {temperature!r}')
-        self.register_buffer('tau', torch.tensor(float(temperature)), persistent=False)
+        # float64, so that a float32 model's τ converts exactly with .double(); a 0-dim tensor does not promote x
+        self.register_buffer('tau', torch.tensor(float(temperature), dtype=torch.float64), persistent=False)
         ratios = (check_cell_num_ratio(name, cell_num_ratio), check_cell_ratio(name, 'cell_in_ratio', cell_in_ratio),
                   check_cell_ratio(name, 'cell_out_ratio', cell_out_ratio))
         shape = (out_channels, in_channels // groups, *self.kernel_size)

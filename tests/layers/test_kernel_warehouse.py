@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_support import needs_openmmlab
+from torch_support import needs_custom_ops, needs_openmmlab
 
 from mmdynconv.layers import KernelWarehouseConv
 from mmdynconv.layers.kernel_warehouse import Warehouse
@@ -303,7 +303,7 @@ def test_matches_the_release(index):
         assert relative(torch.cat([norm.running_mean, norm.running_var]), stats) < 1e-13
 
 
-@pytest.mark.skipif(not hasattr(torch, 'compile') or torch.__version__ < '2.4', reason='torch.compile (torch >= 2.4)')
+@needs_custom_ops   # torch.compile of the whole layer (test_compile_layers.py's condition)
 def test_changing_the_temperature_does_not_recompile():
     """τ is a buffer, not a Python float that Dynamo would specialise on (the hook changes it every iteration)."""
     from torch._dynamo.testing import CompileCounter
