@@ -114,6 +114,8 @@ def parse_args(argv=None):
     p.add_argument('--jobs', type=int, default=1, help='training runs at a time (default 1)')
     p.add_argument('--threads', type=int, default=1, help='OMP_NUM_THREADS of each run (default 1)')
     p.add_argument('--dry-run', action='store_true', help='list the runs (done / to do) and exit')
+    p.add_argument('--list-variants', action='store_true', help='print the declared variants (a markdown table) and '
+                   'exit')
     p.add_argument('--report', action='store_true', help='only write the tables from the finished runs')
     args = p.parse_args(argv)
     if args.config is not None:
@@ -153,8 +155,37 @@ def parse_args(argv=None):
     return args
 
 
+PLACEMENT_RULES = dict(
+    block_convs='conv1-3 of every Bottleneck, conv1-2 of every BasicBlock (stem and shortcuts plain), in the '
+                'backbone type shown; needs mmdet `ResNet` / `ResNetV1d` or mmseg `ResNetV1c` (depth 18-152, no '
+                '`dcn` / `plugins`)',
+    dcn_slot='conv2 of every Bottleneck, through the ResNet\'s `dcn` slot; needs a Bottleneck ResNet (depth 50-152)',
+    fpn_upsampler='the FPN\'s top-down x2 upsampling, by `UpsamplerFPN` (guided upsamplers get the finer lateral); '
+                  'needs `model.neck` an mmdet / mmseg `FPN`')
+
+
+def variants_table():
+    """Markdown table of the declared variants (``--list-variants``), from the layer declarations."""
+    from ..layers.declarations import DECLARATIONS
+    lines = ['| variant | part | where | layer config | change |', '|---|---|---|---|---|']
+    for d in DECLARATIONS.values():
+        v = d.variant
+        if v is None:
+            continue
+        cfg = ', '.join(f'{k}={val!r}' for k, val in v.cfg.items())
+        backbones = ' / '.join(dict.fromkeys(v.backbones.values())) if v.placement == 'block_convs' else ''
+        where = f'`{v.placement}`' + (f' ({backbones})' if backbones else '')
+        part = 'neck' if v.placement == 'fpn_upsampler' else 'backbone'
+        lines.append(f'| {v.name} | {part} | {where} | `dict({cfg})` | {v.description} |')
+    rules = '\n'.join(f'- `{k}`: {text}' for k, text in PLACEMENT_RULES.items())
+    return '\n'.join(lines) + '\n\nPlacements:\n\n' + rules + '\n'
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.list_variants:
+        print(variants_table(), end='')
+        return 0
     if args.config is not None:
         return main_config(args)
     try:

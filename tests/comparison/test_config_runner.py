@@ -221,3 +221,13 @@ def test_demo_preset_without_experiments_says_so(monkeypatch, capsys):
         monkeypatch.setitem(sys.modules, name, None)   # None in sys.modules: the import fails, even if cached
     assert cli.main(['--out', '/tmp/unused', '--dry-run']) == 2
     assert 'the demo preset is experiment code that runs from a clone' in capsys.readouterr().err
+
+
+def test_docs_variants_table_is_the_list_variants_output():
+    """docs/comparison.md's variants table is ``tools/compare_layers.py --list-variants`` (regenerate it when a
+    layer's declaration changes)."""
+    from mmdynconv.comparison.cli import variants_table
+    text = open(osp.join(ROOT, 'docs', 'comparison.md')).read()
+    start = text.index('<!-- variants table: python tools/compare_layers.py --list-variants -->\n')
+    end = text.index('<!-- end variants table -->')
+    assert text[start:end].split('\n', 1)[1] == variants_table(), 'run python tools/compare_layers.py --list-variants'
