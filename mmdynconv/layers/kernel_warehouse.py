@@ -33,6 +33,9 @@ from ..ops.per_sample_conv import ConvShape, per_sample_conv_forward
 
 NAME = 'KernelWarehouse'
 
+__all__ = ['NAME', 'check_cell_num_ratio', 'check_cell_ratio', 'own_cell_offsets', 'Warehouse', 'AttentionNorm',
+           'KernelWarehouseAttention', 'KernelWarehouseConv']
+
 
 def check_cell_num_ratio(owner, value):
     """``value`` as a float if it is an integer >= 1 or 1/k for an integer k >= 2; ValueError otherwise."""

@@ -6,6 +6,8 @@ from torch import nn
 from ...layers.kernel_warehouse import NAME, Warehouse
 from .block_conv_placement import BlockConvPlacementMixin, block_conv_names
 
+__all__ = ['WAREHOUSE_ARGS', 'KernelWarehousePlacementMixin']
+
 WAREHOUSE_ARGS = ('cell_num_ratio', 'cell_in_ratio', 'cell_out_ratio')
 
 

@@ -4,6 +4,8 @@ from mmengine.registry import MODELS
 
 from .kw_placement import KernelWarehousePlacementMixin
 
+__all__ = ['KWResNet']
+
 
 @MODELS.register_module()
 class KWResNet(KernelWarehousePlacementMixin, ResNet):

@@ -5,6 +5,8 @@ from mmseg.models.backbones import ResNetV1c
 
 from .kw_placement import KernelWarehousePlacementMixin
 
+__all__ = ['KWResNetV1c']
+
 
 @MODELS.register_module()
 class KWResNetV1c(KernelWarehousePlacementMixin, ResNetV1c):
