@@ -8,8 +8,8 @@ from mmengine.registry import MODELS
 import mmdynconv
 from mmdynconv.layers.declarations import DECLARATIONS
 
-REGISTERED = sorted(DECLARATIONS) + ['UpsamplerFPN', 'FDConvResNet', 'FDConvResNetV1c', 'DynamicConvResNet',
-                                     'DynamicConvResNetV1c']
+REGISTERED = sorted(DECLARATIONS) + ['UpsamplerFPN', 'FDConvResNet', 'FDConvResNetV1c', 'KWResNet', 'KWResNetV1c',
+                                     'DynamicConvResNet', 'DynamicConvResNetV1c']
 
 
 def test_version():

@@ -33,7 +33,7 @@ import sys
 
 from .config_runner import ConfigRefused, NothingToReport, compare_config
 
-__all__ = ['DEMO_INITS', 'DictAction', 'main_config', 'parse_args', 'main']
+__all__ = ['DEMO_INITS', 'PLACEMENT_RULES', 'DictAction', 'main_config', 'parse_args', 'variants_table', 'main']
 
 DEMO_INITS = ('pretrained', 'scratch')  # the demo preset's initialisations (experiments/demo_comparison/cells.py)
 
@@ -176,7 +176,9 @@ def variants_table():
         backbones = ' / '.join(dict.fromkeys(v.backbones.values())) if v.placement == 'block_convs' else ''
         where = f'`{v.placement}`' + (f' ({backbones})' if backbones else '')
         part = 'neck' if v.placement == 'fpn_upsampler' else 'backbone'
-        lines.append(f'| {v.name} | {part} | {where} | `dict({cfg})` | {v.description} |')
+        hooks = ''.join(f'; adds `{h["type"]}(' + ', '.join(f'{k}={val!r}' for k, val in h.items() if k != 'type')
+                        + ')`' for h in v.hooks)
+        lines.append(f'| {v.name} | {part} | {where} | `dict({cfg})` | {v.description}{hooks} |')
     rules = '\n'.join(f'- `{k}`: {text}' for k, text in PLACEMENT_RULES.items())
     return '\n'.join(lines) + '\n\nPlacements:\n\n' + rules + '\n'
 

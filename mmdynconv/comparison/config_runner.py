@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 __all__ = ['ROOT', 'ConfigRefused', 'NothingToReport', 'load_user_config', 'task_scope', 'file_variant_model',
            'plan_variants', 'run_config', 'run_key', 'write_run_config', 'train_command', 'run_one', 'device_slots',
-           'Run', 'run_queue', 'run_all', 'collect', 'compare_config']
+           'Run', 'run_queue', 'with_hooks', 'run_all', 'collect', 'compare_config']
 
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ROOT = osp.dirname(PACKAGE_DIR)  # the repository root in a clone (or an editable install)
@@ -270,10 +270,24 @@ def run_queue(runs, out, jobs=1, threads=1, launch=None, log=print):
         return list(pool.map(run, runs))
 
 
-def run_all(cfg, models, seeds, out, metric, jobs=1, threads=1, launch=None, log=print):
-    """Every (variant, seed) of ``cfg`` with ``models`` ({variant: model cfg}), seed by seed (so an interrupted
-    comparison has whole seeds); returns the results of the runs that finished."""
-    runs = [Run(v, s, cfg, models[v], metric) for s in seeds for v in models]
+def with_hooks(cfg, hooks):
+    """``cfg`` with ``hooks`` (hook configs a variant's layer needs, e.g. its temperature schedule) added to its
+    ``custom_hooks``, except a type the config already has (the user's settings win); ``cfg`` itself when none."""
+    if not hooks:
+        return cfg
+    from mmengine.config import Config
+    new = Config(copy.deepcopy(cfg._cfg_dict.to_dict()), filename=cfg.filename)
+    present = {h.get('type') for h in (new.get('custom_hooks') or [])}
+    new.custom_hooks = list(new.get('custom_hooks') or []) + [dict(h) for h in hooks if h['type'] not in present]
+    return new
+
+
+def run_all(cfg, models, seeds, out, metric, jobs=1, threads=1, launch=None, log=print, hooks=None):
+    """Every (variant, seed) of ``cfg`` with ``models`` ({variant: model cfg}) and the variants' ``hooks``
+    ({variant: hook configs}, :func:`with_hooks`), seed by seed (so an interrupted comparison has whole seeds);
+    returns the results of the runs that finished."""
+    cfgs = {v: with_hooks(cfg, (hooks or {}).get(v)) for v in models}
+    runs = [Run(v, s, cfgs[v], models[v], metric) for s in seeds for v in models]
     return [r for r in run_queue(runs, out, jobs, threads, launch, log) if r is not None]
 
 
@@ -328,7 +342,8 @@ def compare_config(config, out, variants=None, variant_configs=None, seeds=(0,),
             costs = measure_costs(cfg, models, cost_iters, log)
             with open(cost_file, 'w') as f:
                 json.dump(costs, f, indent=1)
-        run_all(cfg, models, seeds, out, metric, jobs, threads, launch, log)
+        hooks = {n: CONFIG_VARIANTS[n].hooks for n in models if n in CONFIG_VARIANTS}
+        run_all(cfg, models, seeds, out, metric, jobs, threads, launch, log, hooks)
         if node_rank != 0:
             return None
     if not osp.isfile(cost_file):

@@ -31,7 +31,8 @@ class Variant:
     through the ResNet's ``dcn`` argument) or ``'fpn_upsampler'`` (the FPN's top-down ×2 upsampling, by
     ``UpsamplerFPN``); ``cfg``: the layer's config in that place; ``description``: one line for tables.
     ``block_convs`` only: ``backbones`` maps the plain ResNet type to the variant's backbone type, ``cfg_key`` names
-    the backbone argument that takes ``cfg``.
+    the backbone argument that takes ``cfg``. ``hooks``: hook configs the comparison adds to the variant's runs (its
+    schedule, e.g. KernelWarehouse's temperature annealing; a hook type the user's config has is left as it is).
     """
     name: str
     placement: str
@@ -39,6 +40,7 @@ class Variant:
     description: str
     backbones: Dict[str, str] = field(default_factory=lambda: dict(DYNAMIC_RESNETS))
     cfg_key: str = 'block_conv_cfg'
+    hooks: Tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,9 +177,10 @@ DECLARATIONS: Dict[str, LayerDeclaration] = {d.name: d for d in (
     LayerDeclaration(
         'KernelWarehouse', 'conv',
         Variant('KernelWarehouse', 'block_convs', dict(type='KernelWarehouse', cell_num_ratio=1),
-                'KernelWarehouse (1x, one warehouse per stage, the release placement) in the residual-block convs; '
-                'train with TemperatureAnnealHook(start=1, end=0)',
-                backbones=dict(ResNet='KWResNet', ResNetV1d='KWResNet', ResNetV1c='KWResNetV1c'), cfg_key='kw_cfg'),
+                'KernelWarehouse (1x, one warehouse per stage, the release placement) in the residual-block convs, '
+                'temperature 1 -> 0 over the first epoch',
+                backbones=dict(ResNet='KWResNet', ResNetV1d='KWResNet', ResNetV1c='KWResNetV1c'), cfg_key='kw_cfg',
+                hooks=(dict(type='TemperatureAnnealHook', start=1.0, end=0.0, anneal=1),)),
         benchmark='convs', export='aten', plain_conv='converts', hooks=('TemperatureAnnealHook',)),
     LayerDeclaration(
         'DDF', 'conv', Variant('DDF', 'dcn_slot', dict(type='DDF', kernel_combine='mul', fallback_on_stride=False),

@@ -38,11 +38,13 @@ class VariantNotApplicable(ValueError):
 @dataclass(frozen=True)
 class ConfigVariant:
     """``name``: as given to ``--variants``; ``part``: ``'backbone'`` or ``'neck'``; ``layer``: a one-line
-    description of the change; ``transform(model_cfg, scope) -> model_cfg``."""
+    description of the change; ``transform(model_cfg, scope) -> model_cfg``; ``hooks``: hook configs its runs add to
+    ``custom_hooks`` (the layer's schedule, e.g. a temperature annealing)."""
     name: str
     part: str
     layer: str
     transform: Callable
+    hooks: tuple = ()
 
     def apply(self, model_cfg, scope):
         """The variant's model config (a new dict); raises :class:`VariantNotApplicable`."""
@@ -54,15 +56,16 @@ class ConfigVariant:
 CONFIG_VARIANTS: Dict[str, ConfigVariant] = {}
 
 
-def config_variant(name, part, layer):
-    """Declare ``transform(model_cfg, scope)`` as the variant ``name`` (decorator)."""
+def config_variant(name, part, layer, hooks=()):
+    """Declare ``transform(model_cfg, scope)`` as the variant ``name`` (decorator); ``hooks``: see
+    :class:`ConfigVariant`."""
     if part not in ('backbone', 'neck'):
         raise ValueError(f"config_variant: part must be 'backbone' or 'neck', got {part!r}")
 
     def register(transform):
         if name in CONFIG_VARIANTS:
             raise ValueError(f'config_variant: {name!r} is declared twice')
-        CONFIG_VARIANTS[name] = ConfigVariant(name, part, layer, transform)
+        CONFIG_VARIANTS[name] = ConfigVariant(name, part, layer, transform, tuple(hooks))
         return transform
     return register
 
@@ -181,7 +184,7 @@ def _declare_layer_variants():
         variant = declared.variant
         if variant is not None:
             part, transform = PLACEMENT_TRANSFORMS[variant.placement]
-            config_variant(variant.name, part, variant.description)(
+            config_variant(variant.name, part, variant.description, variant.hooks)(
                 lambda model, scope, transform=transform, variant=variant: transform(model, variant, scope))
 
 

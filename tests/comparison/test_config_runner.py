@@ -231,3 +231,18 @@ def test_docs_variants_table_is_the_list_variants_output():
     start = text.index('<!-- variants table: python tools/compare_layers.py --list-variants -->\n')
     end = text.index('<!-- end variants table -->')
     assert text[start:end].split('\n', 1)[1] == variants_table(), 'run python tools/compare_layers.py --list-variants'
+
+
+def test_variant_hooks_join_the_run_config(tmp_path):
+    """A variant's declared hooks (KernelWarehouse: its temperature schedule) are added to its runs' custom_hooks;
+    a hook type the user's config already has is left as the user set it; other variants' configs are unchanged."""
+    from mmdynconv.comparison.config_runner import load_user_config, run_config, with_hooks
+    from mmdynconv.models.variants import CONFIG_VARIANTS
+    hooks = CONFIG_VARIANTS['KernelWarehouse'].hooks
+    assert hooks == (dict(type='TemperatureAnnealHook', start=1.0, end=0.0, anneal=1),)
+    cfg = load_user_config(EXAMPLE)
+    assert with_hooks(cfg, ()) is cfg and not CONFIG_VARIANTS['ODConv'].hooks
+    run = run_config(with_hooks(cfg, hooks), cfg.model, 0, str(tmp_path))
+    assert [h['type'] for h in run.custom_hooks] == ['TemperatureAnnealHook', 'DumpMetricsHook']
+    mine = with_hooks(cfg, [dict(type='TemperatureAnnealHook', start=5.0)])
+    assert with_hooks(mine, hooks).custom_hooks == [dict(type='TemperatureAnnealHook', start=5.0)]
