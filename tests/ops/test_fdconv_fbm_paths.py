@@ -68,6 +68,26 @@ def test_paths_match_oracle_at_odd_sizes(h, w, dtype, mask_mode):
     _check_paths_match_oracle(h, w, dtype, mask_mode)
 
 
+@pytest.mark.parametrize('width', [1, 2, 7, 10, 76, 128, 304])
+def test_gemm_dft_columns_equal_rfft_and_irfft(width, monkeypatch):
+    """The FFT path's GEMM transforms of few rfft columns (forward and inverse, Nyquist included) equal torch's
+    rfft / irfft with norm='ortho', whichever side of the column crossover."""
+    gen = torch.Generator().manual_seed(width)
+    x = torch.randn(3, 5, width, generator=gen)
+    for thresholds in ((0.0, 0.0), (1e9, 1e9)):   # FFT only, GEMM only
+        monkeypatch.setattr(fdconv_fbm, 'GEMM_COLUMNS_FORWARD', thresholds[0])
+        monkeypatch.setattr(fdconv_fbm, 'GEMM_COLUMNS_INVERSE', thresholds[1])
+        for n_cols in sorted({1, (width // 2 + 2) // 2, width // 2 + 1}):
+            rows = fdconv_fbm._rows_spectrum(x, n_cols, gemm=True)
+            expected = torch.fft.rfft(x, dim=-1, norm='ortho')[..., :n_cols]
+            assert _rel_err(torch.view_as_real(rows), torch.view_as_real(expected)) < 2e-6
+            spectrum = torch.fft.fft(expected, dim=-2, norm='ortho')
+            padded = torch.zeros(*spectrum.shape[:-1], width // 2 + 1, dtype=spectrum.dtype)
+            padded[..., :n_cols] = spectrum
+            assert _rel_err(fdconv_fbm._inverse(spectrum, width), torch.fft.irfft2(padded, s=(5, width),
+                                                                                     norm='ortho')) < 2e-6
+
+
 def test_fft_path_gradcheck_float64():
     """The FFT path's backward (recomputed low-passes, masked spectra of the weighted gradients) is the adjoint of its
     forward: float64 finite differences, at a row-asymmetric release size."""
