@@ -107,12 +107,22 @@ class _Geometry(ConvShape):
         self.fold = fold
         self.chunks = sample_chunks(self.b, self.entries, CHUNK_ELEMENTS, MAX_CHUNKS)
         self.save_tiles = self.b * self.entries <= SAVE_TILES_ELEMENTS
+        # a (Co, k, k, Ci) weight is a channels-last conv weight, which makes the convolution convert its input,
+        # output and gradients to channels-last: cheaper to copy the weight when it is the smaller side
+        activations = self.ci * self.h * self.w + self.co * self.ho * self.wo
+        self.contiguous_weight = not self.pointwise and self.entries < activations
 
     def saved_tiles_shape(self, shared):
         """Shape of the mixed kernels the forward returns for backward: one kernel when shared, none when too big."""
         if shared:
             return (1, self.co, self.k, self.k, self.ci)
         return (self.b, self.co, self.k, self.k, self.ci) if self.save_tiles else (0,)
+
+
+def _conv_weight(weight, g):
+    """The (b, Co, k, k, Ci) weight as a view of a contiguous (b, Co, Ci, k, k) one where
+    :attr:`_Geometry.contiguous_weight`, else as it is."""
+    return weight.permute(0, 1, 4, 2, 3).contiguous().permute(0, 1, 3, 4, 2) if g.contiguous_weight else weight
 
 
 def _conv_input(x, in_att, g, dtype):
@@ -137,7 +147,7 @@ def _forward(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_
             tiles = shared if shared is not None else kernels.tiles(rows)
             if shared is None and g.save_tiles:
                 saved[rows] = tiles
-            weight = kernels.weight(tiles, kernels.sigma_or_none(rows), rows, dtype, in_place=True)
+            weight = _conv_weight(kernels.weight(tiles, kernels.sigma_or_none(rows), rows, dtype, in_place=True), g)
             outputs.append(per_sample_conv_forward(inp, weight, rows, g))
             del weight, tiles
         del inp
@@ -183,7 +193,7 @@ def _backward(grad_y, x, spectrum, band_index, kernel_att, local_feat, local_wei
         tiles = shared if shared is not None else (saved_tiles[rows] if have_saved else kernels.tiles(rows))
         sigma = kernels.sigma_or_none(rows)
         # dW from the raw grad_y when α_out is applied to activations (it is a factor of dW's reductions)
-        weight = kernels.weight(tiles, sigma, rows, dtype) if need_input else None
+        weight = _conv_weight(kernels.weight(tiles, sigma, rows, dtype), g) if need_input else None
         grad_rows = grad_y[rows]
         grad_conv_rows = grad_rows if g.fold else grad_conv[rows]
         gi, gw = per_sample_conv_backward(inp, rows, weight, grad_conv_rows if need_input else None,
