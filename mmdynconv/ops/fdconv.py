@@ -273,9 +273,13 @@ _TENSOR_INPUTS = 10  # x … bias: the differentiable inputs are 0, 1, 3–9 (ba
 def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(*inputs[:_TENSOR_INPUTS], output[1])
     ctx.args = inputs[_TENSOR_INPUTS:]  # scale, stride, padding, dilation, fold, backend
+    ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)   # no zero gradient of the saved kernels (B·Co·Ci·k² entries)
 
 
 def _autograd_backward(ctx, grad_y, _grad_tiles):
+    if grad_y is None:   # the output has no gradient (not materialised as zeros)
+        return (None,) * (_TENSOR_INPUTS + len(ctx.args))
     saved = ctx.saved_tensors
     n = ctx.needs_input_grad
     needs = [n[0], n[1], n[3], n[4], n[5], n[6], n[7], n[8], n[9]]
