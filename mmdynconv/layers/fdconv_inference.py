@@ -21,13 +21,14 @@ Whether it is faster depends on the shape: ``tools/benchmark_inference.py`` meas
 import torch
 import torch.nn.functional as F
 
+from ..ops.compat import compile_disabled
 from ..ops.fdconv_oracle import local_attention_oracle
 from ..ops.fdconv_spectrum import tiled_to_weight
 
 __all__ = ['candidate_kernels', 'inference_conv', 'fdconv_inference_mode']
 
 
-@torch.compiler.disable
+@compile_disabled
 def candidate_kernels(layer):
     """(n, Co·Ci·k²) fp32: W_j = irfft2(spectrum·α·[band = j]), cached on the layer until the spectrum changes.
 

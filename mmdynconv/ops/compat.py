@@ -15,6 +15,8 @@
 
 Depends on torch only.
 """
+import functools
+
 import torch
 
 TORCH_VERSION = tuple(int(p) for p in torch.__version__.split('+')[0].split('.')[:2])
@@ -27,8 +29,21 @@ CUSTOM_OP_REASON = ('' if HAS_CUSTOM_OP else
 NAMESPACE = 'mmdynconv'  # of every op's custom ops: mmdynconv::<op> and mmdynconv::<op>_backward
 
 __all__ = ['TORCH_VERSION', 'MIN_TORCH', 'HAS_CUSTOM_OP', 'CUSTOM_OP_REASON', 'NAMESPACE', 'register_op',
-           'reject_double_backward', 'custom_op', 'is_compiling',
+           'reject_double_backward', 'custom_op', 'compile_disabled', 'is_compiling',
            'fake_mode_active', 'add_safe_globals', 'autocast_dtype', 'event_start_ns']
+
+
+def compile_disabled(fn):
+    """``torch.compiler.disable(fn)``, applied at the first call rather than at import: it imports ``torch._dynamo``,
+    which costs time at ``import mmdynconv`` and fails where an unusable Triton is installed."""
+    disabled = []
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if not disabled:
+            disabled.append(torch.compiler.disable(fn))
+        return disabled[0](*args, **kwargs)
+    return call
 
 
 class _FunctionOp:
