@@ -41,6 +41,10 @@ _VARIANTS = [
     Variant('ODConv-ResNet', 'det', 'faster-rcnn_tiny-r50-odconv_fpn_shapes64.py', optional=True, priority=3),
     Variant('CARAFE neck', 'det', 'faster-rcnn_tiny-r50_carafe-fpn_shapes64.py', optional=True, priority=3),
     Variant('DySample neck', 'det', 'faster-rcnn_tiny-r50_dysample-fpn_shapes64.py', optional=True, priority=3),
+    Variant('DCD-ResNet', 'det', 'faster-rcnn_tiny-r50-dcd_fpn_shapes64.py', optional=True, priority=4),
+    Variant('KernelWarehouse-ResNet', 'det', 'faster-rcnn_tiny-r50-kw_fpn_shapes64.py', optional=True, priority=4),
+    Variant('FADE neck', 'det', 'faster-rcnn_tiny-r50_fade-fpn_shapes64.py', optional=True, priority=4),
+    Variant('SAPA neck', 'det', 'faster-rcnn_tiny-r50_sapa-fpn_shapes64.py', optional=True, priority=4),
     # diagnostics (docs/comparison.md, FDConv investigation): FDConv with its kernel's AdamW step matched to a plain
     # conv's (from scratch); FDConv with its KSM BatchNorms kept in training mode (fine-tuned)
     Variant('FDConv-ResNet kernel-lr-x3.05', 'det', 'faster-rcnn_tiny-r50-fdconv-kernel-lr_fpn_shapes64.py',
