@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import nn
 
-from ..ops.arguments import check_feature_map, check_int
+from ..ops.arguments import check_guided_input, check_int
 from ..ops.carafe import carafe
 from ..ops.per_sample_conv import conv_dtype
 
@@ -131,16 +131,8 @@ class FADE(nn.Module):
 
     def forward(self, x, guidance):
         """x: (B, C, H, W); guidance: (B, C_g, S·H, S·W). Returns (B, C, S·H, S·W)."""
-        check_feature_map(NAME, 'input', x, self.channels)
-        check_feature_map(NAME, 'guidance', guidance, self.guidance_channels)
-        if guidance.device != x.device:
-            raise ValueError(f"{NAME}: guidance must be on the input's device {x.device}, got {guidance.device}")
-        b, _, h, w = x.shape
+        check_guided_input(NAME, x, guidance, self.channels, self.guidance_channels, self.scale_factor)
         s = self.scale_factor
-        expected = (b, self.guidance_channels, s * h, s * w)
-        if tuple(guidance.shape) != expected:
-            raise ValueError(f'{NAME}: guidance must be (B, C_g, S·H, S·W) = {expected} for an input of shape '
-                             f'{tuple(x.shape)}, got {tuple(guidance.shape)}')
         masks = self.kernels(x, guidance)
         dtype = conv_dtype(x)   # the autocast dtype under autocast (the reassembly accumulates in fp32 anyway)
         up = carafe(features=x.to(dtype), masks=masks.to(dtype), kernel_size=self.up_kernel, group_size=1,
@@ -148,6 +140,7 @@ class FADE(nn.Module):
         if self.gate is None:
             return up
         gate = torch.sigmoid(self.gate(x)).to(dtype)                      # (B, 1, H, W)
+        b, _, h, w = x.shape
         gate = gate[:, :, :, None, :, None].expand(b, 1, h, s, w, s).reshape(b, 1, s * h, s * w)
         return gate * guidance.to(dtype) + (1 - gate) * up
 

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import nn
 
-from ..ops.arguments import check_choice, check_feature_map, check_int
+from ..ops.arguments import check_choice, check_guided_input, check_int
 from ..ops.per_sample_conv import conv_dtype
 from ..ops.sapa import sapa
 
@@ -131,16 +131,8 @@ class SAPA(nn.Module):
 
     def forward(self, x, guidance):
         """x: (B, C, H, W); guidance: (B, C_g, S·H, S·W). Returns (B, C, S·H, S·W)."""
-        check_feature_map(NAME, 'input', x, self.channels)
-        check_feature_map(NAME, 'guidance', guidance, self.guidance_channels)
-        if guidance.device != x.device:
-            raise ValueError(f"{NAME}: guidance must be on the input's device {x.device}, got {guidance.device}")
-        b, _, h, w = x.shape
+        check_guided_input(NAME, x, guidance, self.channels, self.guidance_channels, self.scale_factor)
         s = self.scale_factor
-        expected = (b, self.guidance_channels, s * h, s * w)
-        if tuple(guidance.shape) != expected:
-            raise ValueError(f'{NAME}: guidance must be (B, C_g, S·H, S·W) = {expected} for an input of shape '
-                             f'{tuple(x.shape)}, got {tuple(guidance.shape)}')
         x_last = x.permute(0, 2, 3, 1)                                    # (B, H, W, C), a view
         x_normed = self.input_norm(x_last)
         query = self.queries(x_last, x_normed, guidance.permute(0, 2, 3, 1))

@@ -8,7 +8,7 @@ import torch
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 __all__ = ['FLOAT_DTYPES', 'check_int', 'check_pair', 'check_optional_bool', 'check_choice', 'check_positive',
-           'check_feature_map', 'check_tensor', 'check_like']
+           'check_feature_map', 'check_guided_input', 'check_tensor', 'check_like']
 
 
 def check_int(owner, name, value, minimum=None):
@@ -59,6 +59,20 @@ def check_feature_map(owner, name, x, channels):
     if not x.is_floating_point():
         raise TypeError(f'{owner}: {name} must be a floating-point tensor, got {x.dtype}')
     return x
+
+
+def check_guided_input(owner, x, guidance, channels, guidance_channels, scale_factor):
+    """The input check of a guided ×``scale_factor`` upsampler: x (B, ``channels``, H, W) and guidance
+    (B, ``guidance_channels``, S·H, S·W) on x's device; errors name ``input`` / ``guidance``."""
+    check_feature_map(owner, 'input', x, channels)
+    check_feature_map(owner, 'guidance', guidance, guidance_channels)
+    if guidance.device != x.device:
+        raise ValueError(f"{owner}: guidance must be on the input's device {x.device}, got {guidance.device}")
+    b, _, h, w = x.shape
+    expected = (b, guidance_channels, scale_factor * h, scale_factor * w)
+    if tuple(guidance.shape) != expected:
+        raise ValueError(f'{owner}: guidance must be (B, C_g, S·H, S·W) = {expected} for an input of shape '
+                         f'{tuple(x.shape)}, got {tuple(guidance.shape)}')
 
 
 def check_tensor(owner, name, value, dtypes=FLOAT_DTYPES, ndim=None):
