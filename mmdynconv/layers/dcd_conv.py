@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import nn
 
-from ..ops.arguments import check_feature_map, check_int, check_pair
+from ..ops.arguments import check_conv_args, check_feature_map, check_int
 
 __all__ = ['RELEASE_KEYS', 'hard_sigmoid2', 'convert_release_state_dict', 'LatentNorm', 'DCDConv']
 
@@ -118,22 +118,14 @@ class DCDConv(nn.Module):
                  dim=None, fc_squeeze=16, squeeze=None, pool_size=1, zero_init_residual=False):
         super().__init__()
         name = self.NAME
-        self.in_channels = check_int(name, 'in_channels', in_channels, 1)
-        self.out_channels = check_int(name, 'out_channels', out_channels, 1)
-        self.kernel_size = check_pair(name, 'kernel_size', kernel_size, 1)
+        (self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding, self.dilation,
+         self.groups) = check_conv_args(name, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                                        bias)
         if any(k % 2 == 0 for k in self.kernel_size):
             raise ValueError(f'{name}: kernel_size must be odd (the dynamic residual sits at the kernel centre), got '
                              f'{kernel_size!r}')
-        self.stride = check_pair(name, 'stride', stride, 1)
-        self.padding = check_pair(name, 'padding', padding, 0)
-        self.dilation = check_pair(name, 'dilation', dilation, 1)
-        self.groups = check_int(name, 'groups', groups, 1)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f'{name}: groups ({groups}) must divide in_channels ({in_channels}) and out_channels '
-                             f'({out_channels})')
-        for arg, value in (('bias', bias), ('zero_init_residual', zero_init_residual)):
-            if not isinstance(value, bool):
-                raise TypeError(f'{name}: {arg} must be a bool, got {value!r}')
+        if not isinstance(zero_init_residual, bool):
+            raise TypeError(f'{name}: zero_init_residual must be a bool, got {zero_init_residual!r}')
         self.zero_init_residual = zero_init_residual
         self.pool_size = check_int(name, 'pool_size', pool_size, 1)
         pooled = in_channels * self.pool_size ** 2

@@ -3,7 +3,7 @@ checkpoint loading and the call into :func:`mmdynconv.ops.kernel_mixture_conv`."
 import torch
 from torch import nn
 
-from ..ops.arguments import check_feature_map, check_int, check_pair
+from ..ops.arguments import check_conv_args, check_feature_map, check_int
 from ..ops.kernel_mixture import kernel_mixture_conv
 
 __all__ = ['KernelMixtureConv']
@@ -35,18 +35,9 @@ class KernelMixtureConv(nn.Module):
                  num_kernels=4):
         super().__init__()
         name = self.NAME
-        self.in_channels = check_int(name, 'in_channels', in_channels, 1)
-        self.out_channels = check_int(name, 'out_channels', out_channels, 1)
-        self.kernel_size = check_pair(name, 'kernel_size', kernel_size, 1)
-        self.stride = check_pair(name, 'stride', stride, 1)
-        self.padding = check_pair(name, 'padding', padding, 0)
-        self.dilation = check_pair(name, 'dilation', dilation, 1)
-        self.groups = check_int(name, 'groups', groups, 1)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f'{name}: groups ({groups}) must divide in_channels ({in_channels}) and out_channels '
-                             f'({out_channels})')
-        if not isinstance(bias, bool):
-            raise TypeError(f'{name}: bias must be a bool, got {bias!r}')
+        (self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding, self.dilation,
+         self.groups) = check_conv_args(name, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                                        bias)
         self.num_kernels = check_int(name, self.KERNELS_ARG, num_kernels, 1)
         self.weight = nn.Parameter(torch.empty(num_kernels, out_channels, in_channels // groups, *self.kernel_size))
         if bias:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import nn
 
-from ..ops.arguments import check_feature_map, check_int, check_pair, check_positive
+from ..ops.arguments import check_conv_args, check_feature_map, check_int, check_positive
 from ..ops.per_sample_conv import ConvShape, per_sample_conv_forward
 
 NAME = 'KernelWarehouse'
@@ -265,18 +265,9 @@ class KernelWarehouseConv(nn.Module):
                  nonlocal_basis_ratio=1.0, temperature=0.0, warehouse=None, warehouse_slot=0):
         super().__init__()
         name = self.NAME
-        self.in_channels = check_int(name, 'in_channels', in_channels, 1)
-        self.out_channels = check_int(name, 'out_channels', out_channels, 1)
-        self.kernel_size = check_pair(name, 'kernel_size', kernel_size, 1)
-        self.stride = check_pair(name, 'stride', stride, 1)
-        self.padding = check_pair(name, 'padding', padding, 0)
-        self.dilation = check_pair(name, 'dilation', dilation, 1)
-        self.groups = check_int(name, 'groups', groups, 1)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f'{name}: groups ({groups}) must divide in_channels ({in_channels}) and out_channels '
-                             f'({out_channels})')
-        if not isinstance(bias, bool):
-            raise TypeError(f'{name}: bias must be a bool, got {bias!r}')
+        (self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding, self.dilation,
+         self.groups) = check_conv_args(name, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                                        bias)
         reduction = check_positive(name, 'reduction', reduction)
         min_hidden = check_int(name, 'min_hidden', min_hidden, 1)
         self.eps = check_positive(name, 'eps', eps)

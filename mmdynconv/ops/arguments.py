@@ -8,7 +8,7 @@ import torch
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 __all__ = ['FLOAT_DTYPES', 'check_int', 'check_pair', 'check_optional_bool', 'check_choice', 'check_positive',
-           'check_feature_map', 'check_guided_input', 'check_tensor', 'check_like']
+           'check_conv_args', 'check_feature_map', 'check_guided_input', 'check_tensor', 'check_like']
 
 
 def check_int(owner, name, value, minimum=None):
@@ -47,6 +47,24 @@ def check_positive(owner, name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f'{owner}: {name} must be a number > 0, got {value!r}')
     return float(value)
+
+
+def check_conv_args(owner, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias):
+    """``build_conv_layer``'s arguments of a conv layer, checked: (in_channels, out_channels, kernel_size, stride,
+    padding, dilation, groups) with the spatial ones as pairs; errors name the argument."""
+    in_channels = check_int(owner, 'in_channels', in_channels, 1)
+    out_channels = check_int(owner, 'out_channels', out_channels, 1)
+    kernel_size = check_pair(owner, 'kernel_size', kernel_size, 1)
+    stride = check_pair(owner, 'stride', stride, 1)
+    padding = check_pair(owner, 'padding', padding, 0)
+    dilation = check_pair(owner, 'dilation', dilation, 1)
+    groups = check_int(owner, 'groups', groups, 1)
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f'{owner}: groups ({groups}) must divide in_channels ({in_channels}) and out_channels '
+                         f'({out_channels})')
+    if not isinstance(bias, bool):
+        raise TypeError(f'{owner}: bias must be a bool, got {bias!r}')
+    return in_channels, out_channels, kernel_size, stride, padding, dilation, groups
 
 
 def check_feature_map(owner, name, x, channels):
