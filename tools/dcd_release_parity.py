@@ -16,7 +16,6 @@ gradient and the BatchNorm running statistics after the training step; then the 
 """
 import argparse
 import importlib.util
-import sys
 import types
 
 import torch
@@ -24,6 +23,7 @@ from torch import nn
 
 from mmdynconv.layers import DCDConv
 from mmdynconv.layers.dcd_conv import RELEASE_KEYS
+from mmdynconv.utils.release_import import import_file
 
 # release module, Ci, Co, k, stride, padding, (B, H, W), recorded in the fixture
 CASES = [
@@ -46,18 +46,7 @@ def import_release(path):
     for name in ('torch.utils.model_zoo',):
         if importlib.util.find_spec(name) is None:
             stubs[name] = types.ModuleType(name)
-    saved = {name: sys.modules.get(name) for name in stubs}
-    sys.modules.update(stubs)
-    try:
-        spec = importlib.util.spec_from_file_location('dcd_release_module', path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = old
+    module = import_file(path, 'dcd_release_module', stubs)
     return module
 
 

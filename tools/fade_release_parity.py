@@ -23,10 +23,8 @@ small), each with the release-layout state dict, the inputs, the release's outpu
 gradients (float64). ``tests/layers/test_fade.py`` loads them into our layer and compares.
 """
 import argparse
-import importlib.util
 import itertools
 import os.path as osp
-import sys
 import types
 
 import torch
@@ -35,6 +33,7 @@ from torch import nn
 
 from mmdynconv.layers import FADE
 from mmdynconv.layers.fade_upsample import RELEASE_NAMES, convert_release_state_dict
+from mmdynconv.utils.release_import import import_file
 
 FIXTURE = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tests', 'fixtures', 'fade_release_{}.pt')
 CHANNELS = [4, 16, 64]
@@ -71,18 +70,7 @@ def import_release(path):
     stubs = {name: types.ModuleType(name) for name in ('mmcv', 'mmcv.ops', 'mmcv.ops.carafe', 'mmcv.cnn')}
     stubs['mmcv.ops.carafe'].carafe = carafe_stand_in
     stubs['mmcv.cnn'].xavier_init = xavier_init_stand_in
-    saved = {name: sys.modules.get(name) for name in stubs}
-    sys.modules.update(stubs)
-    try:
-        spec = importlib.util.spec_from_file_location(f'fade_release_{osp.basename(path)[:-3]}', path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = old
+    module = import_file(path, f'fade_release_{osp.basename(path)[:-3]}', stubs)
     return ('L2H' if hasattr(module, 'FADELite') else 'H2L'), module
 
 

@@ -17,10 +17,8 @@ several percent.
 import argparse
 import contextlib
 import copy
-import importlib.util
 import io
 import itertools
-import sys
 import types
 
 import torch
@@ -28,6 +26,7 @@ from torch import nn
 
 from mmdynconv.layers import FDConv
 from mmdynconv.layers.fdconv_release import convert_release_layer
+from mmdynconv.utils.release_import import import_file
 
 CHANNELS = [(32, 32), (64, 64), (32, 64), (64, 32), (48, 96), (128, 64)]
 KERNELS = [(1, 1), (3, 1), (3, 2)]             # (k, stride); FBM on every 3×3 layer, as the release's default
@@ -43,18 +42,7 @@ def import_release(path):
              'timm.models.layers': types.ModuleType('timm.models.layers')}
     stubs['mmcv.cnn'].CONV_LAYERS = registry
     stubs['timm.models.layers'].trunc_normal_ = nn.init.trunc_normal_
-    saved = {name: sys.modules.get(name) for name in stubs}
-    sys.modules.update(stubs)
-    try:
-        spec = importlib.util.spec_from_file_location('fdconv_release_module', path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = old
+    module = import_file(path, 'fdconv_release_module', stubs)
     return module
 
 

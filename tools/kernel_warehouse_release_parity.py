@@ -21,7 +21,6 @@ and parameter gradients and running statistics (train).
 """
 import argparse
 import importlib.util
-import sys
 import types
 
 import torch
@@ -29,6 +28,7 @@ from torch import nn
 
 from mmdynconv.layers import KernelWarehouseConv
 from mmdynconv.layers.kernel_warehouse import Warehouse
+from mmdynconv.utils.release_import import import_file
 
 # (Ci, Co, k, stride, padding, dilation, groups) per conv; warehouse options (the release's names); τ; (B, H, W);
 # recorded in the fixture
@@ -68,18 +68,7 @@ RELEASE_NAMES = {'fc1.weight': 'fc1.weight', 'norm1.weight': 'norm.weight', 'nor
 def import_release(path):
     """The release's ``kernel_warehouse`` module; imports missing here are stubbed while it loads."""
     stubs = {name: types.ModuleType(name) for name in ('torch.autograd',) if importlib.util.find_spec(name) is None}
-    saved = {name: sys.modules.get(name) for name in stubs}
-    sys.modules.update(stubs)
-    try:
-        spec = importlib.util.spec_from_file_location('kernel_warehouse_release_module', path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = old
+    module = import_file(path, 'kernel_warehouse_release_module', stubs)
     return module
 
 

@@ -25,7 +25,6 @@ the inputs, the release's output and its input and parameter gradients (float64)
 them into our layer and compares.
 """
 import argparse
-import importlib.util
 import itertools
 import os.path as osp
 import sys
@@ -36,6 +35,7 @@ from torch import nn
 
 from mmdynconv.layers import SAPA
 from mmdynconv.layers.sapa_upsample import convert_release_state_dict, release_name
+from mmdynconv.utils.release_import import import_file
 
 FIXTURE = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tests', 'fixtures', 'sapa_release_{}.pt')
 # name -> (release file, class, its keyword arguments, our options)
@@ -55,13 +55,6 @@ RECORDED = [('SAPA', (4, 3), 5, 2, (4, 5)), ('SAPAExp-gate', (4, 4), 3, 2, (3, 4
 RECORDED_EMBEDDING = 8
 
 
-def _import(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def import_release(root):
     """{file name: module} of the release's SAPA.py and SAPAExp.py, imported with forward_check.py's pure-PyTorch
     ``sim_`` / ``atn_`` as ``sapa.sim`` / ``sapa.atn`` and torch's ``trunc_normal_`` as timm's."""
@@ -77,13 +70,14 @@ def import_release(root):
 
     try:
         install(stubs)
-        check = _import(osp.join(root, 'sapa', 'sapa', 'forward_check.py'), 'sapa_release_forward_check')
+        check = import_file(osp.join(root, 'sapa', 'sapa', 'forward_check.py'), 'sapa_release_forward_check')
         package = types.ModuleType('sapa')
         package.sim, package.atn = check.sim_, check.atn_
         timm = {name: types.ModuleType(name) for name in ('timm', 'timm.models', 'timm.models.layers')}
         timm['timm.models.layers'].trunc_normal_ = nn.init.trunc_normal_
         install(dict(timm, sapa=package))
-        return {name: _import(osp.join(root, name), f'sapa_release_{name[:-3]}') for name in ('SAPA.py', 'SAPAExp.py')}
+        return {name: import_file(osp.join(root, name), f'sapa_release_{name[:-3]}')
+                for name in ('SAPA.py', 'SAPAExp.py')}
     finally:
         for name, old in saved.items():
             if old is None:
