@@ -58,6 +58,8 @@ _VARIANTS = [
     Variant('FDConv-ResNet', 'seg', 'semfpn_tiny-r50-fdconv_shapes64.py', priority=2),
     Variant('CARAFE neck', 'seg', 'semfpn_tiny-r50_carafe-fpn_shapes64.py', optional=True, priority=3),
     Variant('DySample neck', 'seg', 'semfpn_tiny-r50_dysample-fpn_shapes64.py', optional=True, priority=3),
+    Variant('FADE neck', 'seg', 'semfpn_tiny-r50_fade-fpn_shapes64.py', optional=True, priority=4),
+    Variant('SAPA neck', 'seg', 'semfpn_tiny-r50_sapa-fpn_shapes64.py', optional=True, priority=4),
 ]
 
 
