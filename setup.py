@@ -4,13 +4,17 @@
   ``tools/setup_env.sh`` both use;
 - the OpenMMLab ``mmdynconv/.mim/`` folder (``configs/``, ``tools/``, ``model-index.yml``) that ``mim train``,
   ``mim test``, ``mim search`` and mmengine's ``_base_ = 'mmdynconv::...'`` look for inside the installed package.
-  Builds of a wheel or sdist copy the three items there, leaving out ``EXPERIMENT_TOOLS`` (entry points into the
-  clone's ``experiments/``, which no wheel holds); an editable install (``pip install -e .``, ``mim install -e .``)
-  symlinks them, so that edits to the checkout's configs are seen at once (its ``tools`` link shows every tool: the
-  checkout has ``experiments/``).
+  Builds of a wheel or sdist copy ``configs/`` and ``tools/`` there, leaving out ``EXPERIMENT_TOOLS`` (entry points
+  into the clone's ``experiments/``, which no wheel holds); an editable install (``pip install -e .``,
+  ``mim install -e .``) symlinks them, so that edits to the checkout's configs are seen at once (its ``tools`` link
+  shows every tool: the checkout has ``experiments/``). ``model-index.yml`` is written out in both cases with its
+  ``Import`` patterns (``configs/*/metafile.yml``) expanded: mim expands them itself, mmengine reads the list
+  literally.
 """
+import glob
 import os
 import os.path as osp
+import re
 import shutil
 import sys
 
@@ -31,9 +35,24 @@ def read_requirements(name):
         return [line for line in lines if line]
 
 
+def expand_model_index(text):
+    """``model-index.yml``'s text with every ``Import`` entry that is a glob pattern replaced by the files it matches
+    under ROOT, sorted (a line-based edit: PyYAML is not a build dependency)."""
+    lines = []
+    for line in text.splitlines():
+        match = re.fullmatch(r'(\s*-\s*)(\S*[*?[]\S*)\s*', line)
+        if match:
+            paths = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, match[2])))
+            lines += [match[1] + p.replace(os.sep, '/') for p in paths]
+        else:
+            lines.append(line)
+    return '\n'.join(lines) + '\n'
+
+
 def populate_mim_dir(link):
     """Make ``mmdynconv/.mim/<item>`` a relative symlink to (``link=True``) or a copy of each item of MIM_ITEMS; a
-    copy of ``tools`` leaves out EXPERIMENT_TOOLS."""
+    copy of ``tools`` leaves out EXPERIMENT_TOOLS; ``model-index.yml`` is always written, expanded
+    (:func:`expand_model_index`)."""
     os.makedirs(MIM_DIR, exist_ok=True)
     for item in MIM_ITEMS:
         src, dst = osp.join(ROOT, item), osp.join(MIM_DIR, item)
@@ -43,13 +62,14 @@ def populate_mim_dir(link):
             os.remove(dst)
         elif osp.isdir(dst):
             shutil.rmtree(dst)
-        if link:
+        if item == 'model-index.yml':
+            with open(src, encoding='utf-8') as f, open(dst, 'w', encoding='utf-8') as out:
+                out.write(expand_model_index(f.read()))
+        elif link:
             os.symlink(osp.relpath(src, MIM_DIR), dst)
-        elif osp.isdir(src):
+        else:
             skip = ('__pycache__', '*.pyc') + (EXPERIMENT_TOOLS if item == 'tools' else ())
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*skip))
-        else:
-            shutil.copyfile(src, dst)
 
 
 if __name__ == '__main__':

@@ -150,19 +150,34 @@ def test_copied_mim_folder_leaves_out_experiment_code(tmp_path, monkeypatch):
 
 
 def test_checkout_mim_folder_links_the_sources():
-    """In an editable install of this checkout, mmdynconv/.mim holds symlinks to configs/, tools/, model-index.yml."""
+    """In an editable install of this checkout, mmdynconv/.mim holds symlinks to configs/ and tools/ and the expanded
+    model-index.yml (every metafile, literally: mmengine reads the list as it is)."""
     if osp.dirname(osp.dirname(mmdynconv.__file__)) != ROOT:
         pytest.skip('mmdynconv is not installed from this checkout')
     mim = osp.join(ROOT, 'mmdynconv', '.mim')
-    for item in ('configs', 'tools', 'model-index.yml'):
+    for item in ('configs', 'tools'):
         assert osp.realpath(osp.join(mim, item)) == osp.join(ROOT, item), f'reinstall: pip install -e . ({item})'
+    installed = osp.join(mim, 'model-index.yml')
+    assert not osp.islink(installed), 'reinstall: pip install -e . (model-index.yml)'
+    assert yaml.safe_load(open(installed))['Import'] == sorted(load_index()), 'reinstall: pip install -e .'
+
+
+def test_model_index_expansion():
+    """setup.py expands Import patterns into the sorted files they match and leaves every other line as it is."""
+    setup_script = load_setup_script()
+    text = '# comment\nImport:\n  - configs/*/metafile.yml\n  - configs/ddf/metafile.yml\n'
+    lines = setup_script.expand_model_index(text).splitlines()
+    assert lines[:2] == ['# comment', 'Import:']
+    assert lines[2:-1] == [f'  - {m}' for m in sorted(load_index())] and lines[-1] == '  - configs/ddf/metafile.yml'
 
 
 # --- metafiles (mim search) ------------------------------------------------------------------------------------
 
 def load_index():
+    """{metafile: its content} for every metafile model-index.yml imports (patterns expanded, as mim does)."""
     index = yaml.safe_load(open(osp.join(ROOT, 'model-index.yml')))
-    return {path: yaml.safe_load(open(osp.join(ROOT, path))) for path in index['Import']}
+    paths = sorted({osp.relpath(p, ROOT) for pattern in index['Import'] for p in glob.glob(osp.join(ROOT, pattern))})
+    return {path: yaml.safe_load(open(osp.join(ROOT, path))) for path in paths}
 
 
 def test_model_index_imports_every_metafile():

@@ -86,7 +86,9 @@ if ! has mmdet "$DET" || ! has mmseg "$SEG" || ! has triton "$TRITON" || ! has p
     echo "[setup_env] $(date +%T) mmdet $DET, mmseg $SEG, mim, triton, test tools, ONNX export tools"
     pipi -r "$STACK_REQ" -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/deploy.txt"
 fi
-if ! (cd / && "$PY" -c "import mmdynconv, os, sys; sys.exit(os.path.dirname(os.path.dirname(mmdynconv.__file__)) != sys.argv[1])" "$ROOT") >/dev/null 2>&1; then
+# (re)installed unless it is installed from this checkout with an expanded .mim/model-index.yml (not a symlink)
+if ! (cd / && "$PY" -c "import mmdynconv, os, sys; sys.exit(os.path.dirname(os.path.dirname(mmdynconv.__file__)) != sys.argv[1])" "$ROOT") >/dev/null 2>&1 \
+        || [ -L "$ROOT/mmdynconv/.mim/model-index.yml" ] || [ ! -f "$ROOT/mmdynconv/.mim/model-index.yml" ]; then
     echo "[setup_env] $(date +%T) mmdynconv (editable)"
     pipi --no-build-isolation --no-deps -e "$ROOT"
 fi
