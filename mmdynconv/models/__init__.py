@@ -1,8 +1,8 @@
 """mmdet / mmseg building blocks, registered in mmengine's root ``MODELS``.
 
-Necks need only mmcv. Backbone variants subclass mmdet's or mmseg's ResNets and are registered only when that
-package is installed, so a user of one of them never needs the other.
+Necks need only mmcv. Backbone variants subclass mmdet's or mmseg's ResNets, decode heads mmseg's heads; each is
+registered only when its package is installed, so a user of one of them never needs the other.
 """
-from . import backbones, necks  # noqa: F401
+from . import backbones, decode_heads, necks  # noqa: F401
 
-__all__ = ['backbones', 'necks']
+__all__ = ['backbones', 'decode_heads', 'necks']

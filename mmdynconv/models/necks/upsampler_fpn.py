@@ -13,7 +13,7 @@ from mmcv.cnn import ConvModule, build_upsample_layer
 from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import MODELS
 
-__all__ = ['build_fpn_upsampler', 'guidance_of_size', 'UpsamplerFPN']
+__all__ = ['build_fpn_upsampler', 'guidance_of_size', 'upsample_to', 'UpsamplerFPN']
 
 EXTRA_CONVS = ('on_input', 'on_lateral', 'on_output')
 INTERPOLATION_TYPES = ('nearest', 'bilinear', 'bicubic')
@@ -57,6 +57,21 @@ def guidance_of_size(lateral, h, w):
     if tw != w:
         lateral = lateral.index_select(3, torch.arange(w, device=lateral.device).clamp_(max=tw - 1))
     return lateral
+
+
+def upsample_to(upsampler, x, target, where):
+    """×2 ``upsampler`` applied to x (B, C, H, W), cropped to ``target``'s size (B, C_t, H_t, W_t); ``target`` is
+    the guidance of a guided upsampler (module docstring). An upsampled map smaller than ``target`` is a ValueError
+    starting with ``where``."""
+    if getattr(upsampler, 'takes_guidance', False):
+        up = upsampler(x, guidance_of_size(target, 2 * x.shape[2], 2 * x.shape[3]))
+    else:
+        up = upsampler(x)
+    (h, w), (th, tw) = up.shape[2:], target.shape[2:]
+    if h < th or w < tw:
+        raise ValueError(f'{where} upsampled to {(h, w)}, smaller than its target {(th, tw)}; check the '
+                         f'upsampler\'s scale factor')
+    return up[:, :, :th, :tw]
 
 
 @MODELS.register_module()
@@ -132,16 +147,7 @@ class UpsamplerFPN(BaseModule):
             if 'scale_factor' in self.upsample_cfg:
                 return F.interpolate(x, **self.upsample_cfg)
             return F.interpolate(x, size=target.shape[2:], **self.upsample_cfg)
-        upsampler = self.upsamplers[i - 1]
-        if getattr(upsampler, 'takes_guidance', False):
-            up = upsampler(x, guidance_of_size(target, 2 * x.shape[2], 2 * x.shape[3]))
-        else:
-            up = upsampler(x)
-        (h, w), (th, tw) = up.shape[2:], target.shape[2:]
-        if h < th or w < tw:
-            raise ValueError(f'UpsamplerFPN: level {i} upsampled to {(h, w)}, smaller than level {i - 1} '
-                             f'{(th, tw)}; check the upsampler\'s scale factor')
-        return up[:, :, :th, :tw]
+        return upsample_to(self.upsamplers[i - 1], x, target, f'UpsamplerFPN: level {i}')
 
     def forward(self, inputs):
         if len(inputs) != self.num_ins:
