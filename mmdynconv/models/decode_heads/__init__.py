@@ -3,3 +3,4 @@ from ..._optional import is_installed
 
 if is_installed('mmseg'):
     from .upsampler_segformer_head import UpsamplerSegformerHead  # noqa: F401
+    from .upsampler_uper_head import UpsamplerUPerHead  # noqa: F401
