@@ -10,6 +10,7 @@ from ..ops.arguments import check_choice, check_feature_map, check_int, check_op
 from ..ops.backend import BACKENDS
 from ..ops.fdconv import fdconv_dynamic_conv
 from ..ops.fdconv_fbm import MASK_MODES
+from ..ops.fdconv_inputs import FDConvAttention, FDConvWeight
 from ..ops.fdconv_oracle import fdconv_oracle
 from ..ops.fdconv_spectrum import (
     BAND_ORDERS,
@@ -208,10 +209,15 @@ class FDConv(nn.Module):
         check_feature_map('FDConv', 'input', x, self.in_channels)
 
     def _attentions(self, x):
+        """The per-sample :class:`~mmdynconv.ops.FDConvAttention` of KSM from the (B, Ci, H, W) input."""
         g = x.mean((2, 3))
         in_att, out_att, pos_att, kernel_att = self.ksm_global(g)
-        return dict(kernel_att=kernel_att, local_feat=self.ksm_local(g), local_weight=self.ksm_local.weight,
-                    pos_att=pos_att, in_att=in_att, out_att=out_att)
+        return FDConvAttention(kernel_att=kernel_att, local_feat=self.ksm_local(g), pos_att=pos_att, in_att=in_att,
+                               out_att=out_att)
+
+    def _fdconv_weight(self):
+        """The layer's static :class:`~mmdynconv.ops.FDConvWeight` (the KSM local conv weight included)."""
+        return FDConvWeight(self.spectrum, self.band_index, self.scale, self.ksm_local.weight)
 
     @property
     def mode(self):
@@ -238,15 +244,15 @@ class FDConv(nn.Module):
         if self._mode == 'export':
             if self.fbm is not None:
                 x = self.fbm.forward_oracle(x)
-            return fdconv_oracle(x, self.spectrum, self.band_index, self.scale, bias=self.bias, stride=self.stride,
-                                 padding=self.padding, dilation=self.dilation, **att)
+            return fdconv_oracle(x, self._fdconv_weight(), att, bias=self.bias, stride=self.stride,
+                                 padding=self.padding, dilation=self.dilation)
         if self.fbm is not None:
             x = self.fbm(x)
         if self._mode == 'inference' and not self.training and not torch.is_grad_enabled():
-            return inference_conv(self, x, **att)
-        return fdconv_dynamic_conv(x, self.spectrum, self.band_index, self.scale, bias=self.bias, stride=self.stride,
+            return inference_conv(self, x, att)
+        return fdconv_dynamic_conv(x, self._fdconv_weight(), att, bias=self.bias, stride=self.stride,
                                    padding=self.padding, dilation=self.dilation, fold=self.fold_channel_attention,
-                                   backend=self.backend, **att)
+                                   backend=self.backend)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):

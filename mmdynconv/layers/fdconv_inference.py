@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ops.compat import compile_disabled
+from ..ops.fdconv_inputs import check_fdconv_inputs
 from ..ops.fdconv_oracle import local_attention_oracle
 from ..ops.fdconv_spectrum import tiled_to_weight
 
@@ -49,13 +50,17 @@ def candidate_kernels(layer):
     return candidates
 
 
-def inference_conv(layer, x, kernel_att, local_feat, local_weight, pos_att, in_att, out_att):
+def inference_conv(layer, x, att):
     """The per-sample convolution of a dynamic FDConv ``layer`` with its kernels mixed from the cached candidates.
 
-    x: (B, Ci, H, W), already band-modulated by FBM; the attentions as the layer computes them (kernel_att (B, n) or
-    None for n = 1, local_feat (B, Ci), local_weight (Co·k², 1, κ), pos_att (B, k²) or None, in_att (B, Ci),
-    out_att (B, Co)). Returns (B, Co, Ho, Wo).
+    x: (B, Ci, H, W), already band-modulated by FBM; ``att``: the :class:`~mmdynconv.ops.FDConvAttention` the layer
+    computes (kernel_att (B, n) or None for n = 1, local_feat (B, Ci), pos_att (B, k²) or None, in_att (B, Ci),
+    out_att (B, Co)); the local conv weight (Co·k², 1, κ) is the layer's ``ksm_local.weight``. Returns
+    (B, Co, Ho, Wo).
     """
+    check_fdconv_inputs('inference_conv', att=att)
+    kernel_att, local_feat, pos_att, in_att, out_att = att
+    local_weight = layer.ksm_local.weight
     b, ci, h, w = x.shape
     co, k = layer.out_channels, layer.kernel_size
     candidates = candidate_kernels(layer)

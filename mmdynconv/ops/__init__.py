@@ -12,12 +12,14 @@ from .carafe import carafe
 from .ddf import ddf
 from .fdconv import fdconv_dynamic_conv
 from .fdconv_fbm import frequency_band_mix
+from .fdconv_inputs import FDConvAttention, FDConvWeight
 from .fdconv_oracle import fdconv_oracle, frequency_band_mix_oracle
 from .fdconv_spectrum import fourier_band_index, spectrum_scale, spectrum_to_weight, weight_to_spectrum
 from .kernel_mixture import kernel_mixture_conv, kernel_mixture_conv_reference
 from .sapa import sapa
 
 __all__ = ['ddf', 'fdconv_dynamic_conv', 'frequency_band_mix', 'kernel_mixture_conv', 'carafe', 'sapa',
-           'fdconv_oracle', 'frequency_band_mix_oracle', 'kernel_mixture_conv_reference',
+           'FDConvWeight', 'FDConvAttention', 'fdconv_oracle', 'frequency_band_mix_oracle',
+           'kernel_mixture_conv_reference',
            'fourier_band_index', 'spectrum_scale', 'spectrum_to_weight', 'weight_to_spectrum',
            'BACKENDS', 'ENV_VAR', 'resolve_backend', 'triton_available', 'triton_interpreter_enabled']

@@ -5,7 +5,9 @@
 that validates and picks a backend, a custom op with a fake implementation and registered autograd (its backward is
 the custom op ``mmdynconv::fdconv_backward``; double backward is not supported), so ``torch.compile(fullgraph=True)``
 traces through it. The straightforward implementation the tests compare against is
-:func:`~mmdynconv.ops.fdconv_oracle.fdconv_oracle`.
+:func:`~mmdynconv.ops.fdconv_oracle.fdconv_oracle`. Both take the tensors grouped: the layer's parameters as
+:class:`~.fdconv_inputs.FDConvWeight`, the per-sample attentions as :class:`~.fdconv_inputs.FDConvAttention` (the
+custom ops, whose schema needs flat tensors, take them one by one).
 
 Backends: ``'reference'`` is the torch code of :mod:`.fdconv_assembly` and :mod:`.per_sample_conv`; ``'triton'``
 replaces the per-entry passes of the kernel assembly (local logits, sigmoid, the products that make W, and their
@@ -24,7 +26,7 @@ gradients) by the fused kernels of :mod:`.fdconv_triton`. Both are memory-lean:
 The spectral work runs in fp32 (also under autocast); the convolution runs in the autocast dtype when autocast is on,
 else in x's dtype.
 """
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 import torch
 
@@ -38,6 +40,7 @@ from .fdconv_assembly import (
     spectral_backward,
     weight_backward,
 )
+from .fdconv_inputs import FDConvAttention, FDConvWeight, check_fdconv_inputs
 from .per_sample_conv import ConvShape, conv_dtype, per_sample_conv_backward, per_sample_conv_forward, sample_chunks
 
 CHUNK_ELEMENTS = 1 << 17       # kernel entries per chunk (512 KiB fp32; at least one sample, at most MAX_CHUNKS chunks)
@@ -50,39 +53,35 @@ __all__ = ['OP_NAME', 'OP_BACKENDS', 'fdconv_dynamic_conv', 'check_fdconv_dynami
            'folds_channel_attention']
 
 
-def fdconv_dynamic_conv(x, spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att,
-                        out_att, bias=None, stride=1, padding=0, dilation=1, fold=None, backend=None):
+def fdconv_dynamic_conv(x, weight: FDConvWeight, att: FDConvAttention, bias=None, stride=1, padding=0, dilation=1,
+                        fold=None, backend=None):
     """Convolve every sample with its own FDConv kernel W_b (see the module docstring), memory-lean.
 
     Args:
         x: (B, Ci, H, W) floating.
-        spectrum: (Co·k, ⌊Ci·k/2⌋+1, 2) FDW parameter (k and Co are derived from it and from out_att).
-        band_index: int64 (Co·k, ⌊Ci·k/2⌋+1), values in [0, n) (n = kernel_att's width).
-        scale: α = s·n multiplying the spectrum (s = ⌊min(Ci, Co)/2⌋ clamped to ≥ 1).
-        kernel_att: (B, n) kernel attention π, or None when n = 1.
-        local_feat: (B, Ci) layer-normalised pooled input of the KSM local branch.
-        local_weight: (Co·k², 1, κ) its 1-D conv weight (output channel o·k² + u·k + v ↔ entry (o, ·, u, v)).
-        pos_att: (B, k²) kernel-position attention, or None when k = 1.
-        in_att: (B, Ci); out_att: (B, Co) channel attentions. bias: (Co,) or None.
+        weight: the layer's :class:`~.fdconv_inputs.FDConvWeight` (spectrum, band_index, scale, local_weight).
+        att: the per-sample :class:`~.fdconv_inputs.FDConvAttention` (kernel_att, local_feat, pos_att, in_att,
+            out_att); the shapes are in their docstrings.
+        bias: (Co,) or None.
         stride, padding, dilation: ints or pairs. fold: None (choose by cost), True (fold α_in/α_out into W_b) or
             False (apply them to the activations).
         backend: None (automatic: Triton on CUDA when available, see :mod:`.backend` and ``MMDYNCONV_BACKEND``),
             'reference' (torch) or 'triton' (fused kernels for the per-entry work).
 
     Returns:
-        (B, Co, Ho, Wo), differentiable in every tensor argument but band_index (first order).
+        (B, Co, Ho, Wo), differentiable in every tensor but band_index (first order).
     """
     stride, padding = check_pair(OP_NAME, 'stride', stride, 1), check_pair(OP_NAME, 'padding', padding, 0)
     dilation = check_pair(OP_NAME, 'dilation', dilation, 1)
     check_optional_bool(OP_NAME, 'fold', fold)
-    check_fdconv_dynamic_conv_args(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att,
-                                   out_att, bias)
+    check_fdconv_dynamic_conv_args(x, weight, att, bias)
     backend = resolve_backend(backend, x.device, OP_NAME, OP_BACKENDS)
+    co = att.out_att.shape[1]
     if fold is None:
-        fold = folds_channel_attention(x.shape, out_att.shape[1], spectrum.shape[0] // out_att.shape[1], stride,
-                                       padding, dilation)
-    y, _ = _fdconv_op(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias,
-                      float(scale), list(stride), list(padding), list(dilation), fold, backend)
+        fold = folds_channel_attention(x.shape, co, weight.spectrum.shape[0] // co, stride, padding, dilation)
+    y, _ = _fdconv_op(x, weight.spectrum, weight.band_index, att.kernel_att, att.local_feat, weight.local_weight,
+                      att.pos_att, att.in_att, att.out_att, bias, float(weight.scale), list(stride), list(padding),
+                      list(dilation), fold, backend)
     return y
 
 
@@ -96,15 +95,25 @@ def folds_channel_attention(x_shape, out_channels, kernel_size, stride=1, paddin
     return s.entries <= s.ci * s.h * s.w + s.co * s.ho * s.wo
 
 
+class _ConvOptions(NamedTuple):
+    """The op's non-tensor arguments but scale (which :class:`FDConvWeight` carries), as its schema has them."""
+    stride: List[int]
+    padding: List[int]
+    dilation: List[int]
+    fold: bool
+    backend: str
+
+
 class _Geometry(ConvShape):
     """:class:`~.per_sample_conv.ConvShape` plus FDConv's square k, the per-sample chunking, the α_in/α_out folding and
     the save/recompute choice shared by forward, backward and the fake implementation."""
 
-    def __init__(self, x_shape, spectrum_shape, out_att_shape, stride, padding, dilation, fold: bool):
-        co = out_att_shape[1]
-        self.k = spectrum_shape[0] // co
-        super().__init__(x_shape, co, (self.k, self.k), tuple(stride), tuple(padding), tuple(dilation))
-        self.fold = fold
+    def __init__(self, x_shape, weight: FDConvWeight, att: FDConvAttention, conv: _ConvOptions):
+        co = att.out_att.shape[1]
+        self.k = weight.spectrum.shape[0] // co
+        super().__init__(x_shape, co, (self.k, self.k), tuple(conv.stride), tuple(conv.padding),
+                         tuple(conv.dilation))
+        self.fold = conv.fold
         self.chunks = sample_chunks(self.b, self.entries, CHUNK_ELEMENTS, MAX_CHUNKS)
         self.save_tiles = self.b * self.entries <= SAVE_TILES_ELEMENTS
         # a (Co, k, k, Ci) weight is a channels-last conv weight, which makes the convolution convert its input,
@@ -130,43 +139,39 @@ def _conv_input(x, in_att, g, dtype):
     return inp.to(dtype)
 
 
-def _forward(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias, scale,
-             stride, padding, dilation, fold, backend):
+def _forward(x, weight: FDConvWeight, att: FDConvAttention, bias, conv: _ConvOptions):
     """(y, saved mixed kernels) — see :meth:`_Geometry.saved_tiles_shape`."""
-    g = _Geometry(x.shape, spectrum.shape, out_att.shape, stride, padding, dilation, fold)
+    g = _Geometry(x.shape, weight, att, conv)
     dtype = conv_dtype(x)
-    triton = backend == 'triton'
     with torch.autocast(x.device.type, enabled=False), device_guard(x):
-        kernels = KernelAssembly(spectrum, band_index, 2 * scale, kernel_att, local_feat, local_weight, pos_att,
-                                 in_att, out_att, g, triton)
-        inp = _conv_input(x, in_att, g, dtype)
-        shared = kernels.tiles(slice(None)).contiguous() if kernel_att is None else None
+        kernels = KernelAssembly(weight, att, g, conv.backend == 'triton')
+        inp = _conv_input(x, att.in_att, g, dtype)
+        shared = kernels.tiles(slice(None)).contiguous() if att.kernel_att is None else None
         saved = x.new_empty(g.saved_tiles_shape(shared is not None), dtype=torch.float32) if shared is None else shared
         outputs = []
         for rows in g.chunks:
             tiles = shared if shared is not None else kernels.tiles(rows)
             if shared is None and g.save_tiles:
                 saved[rows] = tiles
-            weight = _conv_weight(kernels.weight(tiles, kernels.sigma_or_none(rows), rows, dtype, in_place=True), g)
-            outputs.append(per_sample_conv_forward(inp, weight, rows, g))
-            del weight, tiles
+            w = _conv_weight(kernels.weight(tiles, kernels.sigma_or_none(rows), rows, dtype, in_place=True), g)
+            outputs.append(per_sample_conv_forward(inp, w, rows, g))
+            del w, tiles
         del inp
         if not outputs:   # an empty batch
             outputs.append(x.new_empty(0, g.co, g.ho, g.wo, dtype=dtype))
         y = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         del outputs
         if not g.fold:
-            y.mul_(out_att.to(dtype)[:, :, None, None])
+            y.mul_(att.out_att.to(dtype)[:, :, None, None])
         if bias is not None:
             y.add_(bias.to(dtype)[None, :, None, None])
     return y, saved
 
 
-def _backward(grad_y, x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias,
-              saved_tiles, scale, stride, padding, dilation, fold, backend, needs):
+def _backward(grad_y, x, weight: FDConvWeight, att: FDConvAttention, bias, saved_tiles, conv: _ConvOptions, needs):
     """Gradients (x, spectrum, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias), None where not
     needed."""
-    g = _Geometry(x.shape, spectrum.shape, out_att.shape, stride, padding, dilation, fold)
+    g = _Geometry(x.shape, weight, att, conv)
     dtype = conv_dtype(x)
     need_x, need_spec, need_kernel, need_feat, need_lw, need_pos, need_in, need_out, need_bias = needs
     grads = dict.fromkeys(('x', 'spec', 'kernel', 'feat', 'lw', 'pos', 'in', 'out', 'bias'))
@@ -177,33 +182,32 @@ def _backward(grad_y, x, spectrum, band_index, kernel_att, local_feat, local_wei
     need_input = need_x or (need_in and not g.fold)
     if not (need_input or need_weight):
         return tuple(grads.values())
-    kernels = KernelAssembly(spectrum, band_index, 2 * scale, kernel_att, local_feat, local_weight, pos_att, in_att,
-                             out_att, g, backend == 'triton')
-    inp = _conv_input(x, in_att, g, dtype)
-    grad_conv = grad_y if g.fold else grad_y * out_att.to(dtype)[:, :, None, None]
+    kernels = KernelAssembly(weight, att, g, conv.backend == 'triton')
+    inp = _conv_input(x, att.in_att, g, dtype)
+    grad_conv = grad_y if g.fold else grad_y * att.out_att.to(dtype)[:, :, None, None]
     if need_x:
         grads['x'] = torch.empty_like(x)
     if need_in and not g.fold:
         grads['in'] = torch.empty(g.b, g.ci, device=x.device)
     allocate_weight_grads(kernels, needs, grads)
-    shared = saved_tiles if kernel_att is None else None   # one kernel for all samples, always saved
-    have_saved = kernel_att is not None and saved_tiles.numel() > 0
+    shared = saved_tiles if att.kernel_att is None else None   # one kernel for all samples, always saved
+    have_saved = att.kernel_att is not None and saved_tiles.numel() > 0
     shared_grad = None
     for rows in g.chunks:
         tiles = shared if shared is not None else (saved_tiles[rows] if have_saved else kernels.tiles(rows))
         sigma = kernels.sigma_or_none(rows)
         # dW from the raw grad_y when α_out is applied to activations (it is a factor of dW's reductions)
-        weight = _conv_weight(kernels.weight(tiles, sigma, rows, dtype), g) if need_input else None
+        w = _conv_weight(kernels.weight(tiles, sigma, rows, dtype), g) if need_input else None
         grad_rows = grad_y[rows]
         grad_conv_rows = grad_rows if g.fold else grad_conv[rows]
-        gi, gw = per_sample_conv_backward(inp, rows, weight, grad_conv_rows if need_input else None,
+        gi, gw = per_sample_conv_backward(inp, rows, w, grad_conv_rows if need_input else None,
                                           grad_rows if need_weight else None, g)
-        del weight
+        del w
         if gi is not None:
             if not g.fold:
                 if need_in:
                     grads['in'][rows] = (gi.float() * x[rows].float()).sum((2, 3))
-                gi = gi * in_att[rows].to(gi.dtype)[:, :, None, None]
+                gi = gi * att.in_att[rows].to(gi.dtype)[:, :, None, None]
             if need_x:
                 grads['x'][rows] = gi
             del gi
@@ -221,28 +225,34 @@ def _backward(grad_y, x, spectrum, band_index, kernel_att, local_feat, local_wei
     if shared_grad is not None:
         spectral_backward(shared_grad, kernels, None, need_spec, False, grads)
     if need_spec and grads['spec'] is None:   # an empty batch
-        grads['spec'] = torch.zeros(spectrum.shape, device=spectrum.device)
+        grads['spec'] = torch.zeros(weight.spectrum.shape, device=weight.spectrum.device)
     finish_spectrum_grad(kernels, grads)
-    for key, ref in (('x', x), ('spec', spectrum), ('kernel', kernel_att), ('feat', local_feat), ('lw', local_weight),
-                     ('pos', pos_att), ('in', in_att), ('out', out_att)):
+    for key, ref in (('x', x), ('spec', weight.spectrum), ('kernel', att.kernel_att), ('feat', att.local_feat),
+                     ('lw', weight.local_weight), ('pos', att.pos_att), ('in', att.in_att), ('out', att.out_att)):
         if grads[key] is not None:
             grads[key] = grads[key].to(ref.dtype).view(ref.shape)
     return tuple(grads.values())
 
+
+# The custom ops' boundary: a custom op's schema takes flat tensors, so the functions below keep the flat argument
+# list (x … bias, then scale, stride, padding, dilation, fold, backend) and pack it into the structures at once.
 
 def _op_forward(x: torch.Tensor, spectrum: torch.Tensor, band_index: torch.Tensor, kernel_att: Optional[torch.Tensor],
                 local_feat: torch.Tensor, local_weight: torch.Tensor, pos_att: Optional[torch.Tensor],
                 in_att: torch.Tensor, out_att: torch.Tensor, bias: Optional[torch.Tensor], scale: float,
                 stride: List[int], padding: List[int], dilation: List[int], fold: bool,
                 backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    weight = FDConvWeight(spectrum, band_index, scale, local_weight)
+    att = FDConvAttention(kernel_att, local_feat, pos_att, in_att, out_att)
     _check_band_values(band_index, kernel_att)
-    return _forward(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias,
-                    scale, stride, padding, dilation, fold, backend)
+    return _forward(x, weight, att, bias, _ConvOptions(stride, padding, dilation, fold, backend))
 
 
 def _op_fake(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias, scale,
              stride, padding, dilation, fold, backend):
-    g = _Geometry(x.shape, spectrum.shape, out_att.shape, stride, padding, dilation, fold)
+    weight = FDConvWeight(spectrum, band_index, scale, local_weight)
+    att = FDConvAttention(kernel_att, local_feat, pos_att, in_att, out_att)
+    g = _Geometry(x.shape, weight, att, _ConvOptions(stride, padding, dilation, fold, backend))
     y = x.new_empty((g.b, g.co, g.ho, g.wo), dtype=conv_dtype(x))
     return y, x.new_empty(g.saved_tiles_shape(kernel_att is None), dtype=torch.float32)
 
@@ -254,9 +264,11 @@ def _op_backward(grad_y: torch.Tensor, x: torch.Tensor, spectrum: torch.Tensor, 
                  padding: List[int], dilation: List[int], fold: bool, backend: str,
                  needs: List[bool]) -> List[torch.Tensor]:
     """The 9 gradients of :func:`_backward`; one not needed is returned as an empty tensor."""
+    weight = FDConvWeight(spectrum, band_index, scale, local_weight)
+    att = FDConvAttention(kernel_att, local_feat, pos_att, in_att, out_att)
+    conv = _ConvOptions(stride, padding, dilation, fold, backend)
     with torch.autocast(x.device.type, enabled=False), device_guard(x):
-        grads = _backward(grad_y, x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att,
-                          out_att, bias, saved_tiles, scale, stride, padding, dilation, fold, backend, needs)
+        grads = _backward(grad_y, x, weight, att, bias, saved_tiles, conv, needs)
     return [x.new_empty(0) if grad is None else grad for grad in grads]
 
 
@@ -311,15 +323,18 @@ def _check_band_values(band_index, kernel_att):
     _CHECKED_BANDS[key] = n
 
 
-def check_fdconv_dynamic_conv_args(x, spectrum, band_index, kernel_att, local_feat, local_weight, pos_att, in_att,
-                                   out_att, bias):
+def check_fdconv_dynamic_conv_args(x, weight, att, bias):
     """Raise TypeError / ValueError naming the argument unless the tensor arguments of :func:`fdconv_dynamic_conv` are
-    valid (band_index's values are checked inside the op)."""
+    valid: ``weight`` an :class:`FDConvWeight` and ``att`` an :class:`FDConvAttention` whose tensors have the shapes
+    their docstrings give (band_index's values are checked inside the op)."""
     def fail(msg):
         raise ValueError(f'{OP_NAME}: {msg}')
 
-    named = dict(x=x, spectrum=spectrum, band_index=band_index, kernel_att=kernel_att, local_feat=local_feat,
-                 local_weight=local_weight, pos_att=pos_att, in_att=in_att, out_att=out_att, bias=bias)
+    check_fdconv_inputs(OP_NAME, weight=weight, att=att)
+    spectrum, band_index, _, local_weight = weight
+    kernel_att, _, pos_att, _, out_att = att
+    named = dict(x=x, spectrum=spectrum, band_index=band_index, kernel_att=kernel_att, local_feat=att.local_feat,
+                 local_weight=local_weight, pos_att=pos_att, in_att=att.in_att, out_att=out_att, bias=bias)
     for name, t in named.items():
         if t is None and name in ('kernel_att', 'pos_att', 'bias'):
             continue

@@ -14,18 +14,24 @@ __all__ = ['KernelAssembly', 'allocate_weight_grads', 'weight_backward', 'spectr
 
 
 class KernelAssembly:
-    """The op's small inputs in fp32 and the per-chunk pieces of W in the (b, Co, k, k, Ci) layout."""
+    """The op's small inputs in fp32 and the per-chunk pieces of W in the (b, Co, k, k, Ci) layout.
 
-    def __init__(self, spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att, out_att,
-                 g, triton):
+    Args:
+        weight: the :class:`~.fdconv_inputs.FDConvWeight`; att: the :class:`~.fdconv_inputs.FDConvAttention`.
+        g: the op's geometry (``co``, ``ci``, ``k``, ``b``, ``fold``). triton: use the fused kernels.
+    """
+
+    def __init__(self, weight, att, g, triton):
         self.g = g
         self.triton = triton
         rows, cols = g.co * g.k, g.ci * g.k
         self.size = (rows, cols)
+        spectrum, band_index, scale, local_weight = weight
+        kernel_att, local_feat, pos_att, in_att, out_att = att
         half = spectrum.shape[1]
         self.spectrum = torch.view_as_complex(spectrum.float().contiguous())   # S: (rows, half) complex
         # irfft2 runs with norm='forward'; 1/(rows·cols) and the 2 of α_local ride on the spectrum scale
-        self.forward_scale = scale / (rows * cols)
+        self.forward_scale = 2 * scale / (rows * cols)
         # adjoint of irfft2: unnormalised rfft2 · 1/(rows·cols), interior columns doubled; (half,) per column
         doubled = torch.ones(half, device=spectrum.device)
         doubled[1:1 + cols - half] = 2
@@ -139,7 +145,7 @@ def weight_backward(grad, tiles, sigma, kernels, rows, needs, grads):
             del q
     else:
         grad_tiles, logits = _weight_backward_torch(grad.float().contiguous(), tiles, sigma, kernels, rows,
-                                                    need_small, need_tiles, need_logits, grads)
+                                                    (need_small, need_tiles, need_logits), grads)
     if logits is not None:
         logits = logits.view(logits.shape[0], -1, g.ci)                    # (b, Co·k², Ci)
         gf, gl, _ = torch.ops.aten.convolution_backward(
@@ -153,10 +159,11 @@ def weight_backward(grad, tiles, sigma, kernels, rows, needs, grads):
     return grad_tiles
 
 
-def _weight_backward_torch(grad, tiles, sigma, kernels, rows, need_small, need_tiles, need_logits, grads):
+def _weight_backward_torch(grad, tiles, sigma, kernels, rows, wanted, grads):
     """The reference of the fused backward kernel: (d tiles or None, d local logits or None); ``grad`` is
-    overwritten."""
+    overwritten. ``wanted``: (need_small, need_tiles, need_logits) as :func:`weight_backward` computes them."""
     g = kernels.g
+    need_small, need_tiles, need_logits = wanted
     if need_small:
         q = torch.mul(grad, tiles)
         _small_attention_grads(q.mul_(sigma), kernels, rows, grads)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .fdconv_fbm import CUTOFFS, lowpass_masks
+from .fdconv_inputs import check_fdconv_inputs
 from .fdconv_spectrum import tiled_to_weight
 
 __all__ = ['local_attention_oracle', 'fdconv_weight_oracle', 'fdconv_oracle', 'frequency_band_mix_oracle']
@@ -50,18 +51,20 @@ def fdconv_weight_oracle(spectrum, band_index, scale, kernel_att, local_att, pos
     return weight * in_att.view(b, 1, ci, 1, 1) * out_att.view(b, co, 1, 1, 1)
 
 
-def fdconv_oracle(x, spectrum, band_index, scale, kernel_att, local_feat, local_weight, pos_att, in_att,
-                     out_att, bias=None, stride=1, padding=0, dilation=1):
+def fdconv_oracle(x, weight, att, bias=None, stride=1, padding=0, dilation=1):
     """FDConv's dynamic convolution, straightforwardly: build every W_b, then one grouped conv over the batch.
 
-    Arguments as :func:`mmdynconv.ops.fdconv_dynamic_conv`. Returns (B, Co, Ho, Wo).
+    Arguments as :func:`mmdynconv.ops.fdconv_dynamic_conv` (``weight`` an :class:`~.fdconv_inputs.FDConvWeight`,
+    ``att`` an :class:`~.fdconv_inputs.FDConvAttention`). Returns (B, Co, Ho, Wo).
     """
+    check_fdconv_inputs('fdconv_oracle', weight=weight, att=att)
     b, ci, h, w = x.shape
-    co = out_att.shape[1]
-    k = spectrum.shape[0] // co
-    local_att = local_attention_oracle(local_feat.float(), local_weight.float(), co, k)
-    weight = fdconv_weight_oracle(spectrum, band_index, scale, kernel_att, local_att, pos_att, in_att, out_att)
-    y = F.conv2d(x.reshape(1, b * ci, h, w), weight.reshape(b * co, ci, k, k).to(x.dtype), None, stride, padding,
+    co = att.out_att.shape[1]
+    k = weight.spectrum.shape[0] // co
+    local_att = local_attention_oracle(att.local_feat.float(), weight.local_weight.float(), co, k)
+    kernels = fdconv_weight_oracle(weight.spectrum, weight.band_index, weight.scale, att.kernel_att, local_att,
+                                   att.pos_att, att.in_att, att.out_att)
+    y = F.conv2d(x.reshape(1, b * ci, h, w), kernels.reshape(b * co, ci, k, k).to(x.dtype), None, stride, padding,
                  dilation, groups=b)
     y = y.view(b, co, *y.shape[-2:])
     return y if bias is None else y + bias.view(1, co, 1, 1).to(y.dtype)

@@ -5,7 +5,14 @@ import torch
 from torch_support import needs_custom_ops
 
 from mmdynconv.layers import FDConv
-from mmdynconv.ops import fdconv_dynamic_conv, fourier_band_index, spectrum_scale, weight_to_spectrum
+from mmdynconv.ops import (
+    FDConvAttention,
+    FDConvWeight,
+    fdconv_dynamic_conv,
+    fourier_band_index,
+    spectrum_scale,
+    weight_to_spectrum,
+)
 
 HAS_TRITON = pytest.importorskip('mmdynconv.ops.backend').triton_available()
 
@@ -22,6 +29,14 @@ def _inputs(b=2, ci=5, co=6, k=3, n=4, h=6, w=7, requires_grad=True):
         rnd(co * k * k, 1, 3, scale=0.3), rnd(b, k * k, scale=0.3, offset=1.0), rnd(b, ci, scale=0.3, offset=1.0),
         rnd(b, co, scale=0.3, offset=1.0), rnd(co))
     return tensors, float(spectrum_scale(ci, co) * n)
+
+
+def _call(tensors, scale, **kwargs):
+    """fdconv_dynamic_conv of the flat tensors of :func:`_inputs` (the custom op's order: x … bias)."""
+    x, spectrum, band, kernel_att, local_feat, local_weight, pos_att, in_att, out_att, bias = tensors
+    weight = FDConvWeight(spectrum, band, scale, local_weight)
+    att = FDConvAttention(kernel_att, local_feat, pos_att, in_att, out_att)
+    return fdconv_dynamic_conv(x, weight, att, bias, **kwargs)
 
 
 @needs_custom_ops
@@ -51,8 +66,8 @@ def test_torch_compile_fullgraph():
     tensors, scale = _inputs()
 
     def fn(x, spectrum, band, kernel_att, *rest):
-        return fdconv_dynamic_conv(x.relu(), spectrum, band, scale, kernel_att.abs(), *rest, stride=2, padding=1,
-                                   backend='reference').sin().sum()
+        return _call((x.relu(), spectrum, band, kernel_att.abs(), *rest), scale, stride=2, padding=1,
+                     backend='reference').sin().sum()
 
     leaves = [t for t in tensors if t.requires_grad]
     compiled = torch.compile(fn, fullgraph=True)
@@ -66,8 +81,7 @@ def test_torch_compile_fullgraph():
 def test_empty_batch(fold):
     """B = 0: a (0, Co, Ho, Wo) output; zero gradients for the spectrum, the local weight and the bias."""
     tensors, scale = _inputs(b=0)
-    y = fdconv_dynamic_conv(*tensors[:2], tensors[2], scale, *tensors[3:], stride=2, padding=1, fold=fold,
-                            backend='reference')
+    y = _call(tensors, scale, stride=2, padding=1, fold=fold, backend='reference')
     assert y.shape == (0, 6, 3, 4)
     y.sum().backward()
     for t in tensors:
@@ -81,22 +95,22 @@ def test_band_index_values_are_checked():
     tensors[2] = tensors[2].clone()
     tensors[2][0, 0] = 4
     with pytest.raises(ValueError, match=r'band_index values must lie in \[0, n\) with n = 4'):
-        fdconv_dynamic_conv(*tensors[:2], tensors[2], scale, *tensors[3:], padding=1)
+        _call(tensors, scale, padding=1)
 
 
 def test_arguments_are_checked():
     tensors, scale = _inputs()
     with pytest.raises(TypeError, match='in_att must be a torch.Tensor'):
-        fdconv_dynamic_conv(*tensors[:2], tensors[2], scale, *tensors[3:7], 'x', *tensors[8:])
+        _call((*tensors[:7], 'x', *tensors[8:]), scale)
     with pytest.raises(ValueError, match="backend must be None, 'reference' or 'triton'"):
-        fdconv_dynamic_conv(*tensors[:3], scale, *tensors[3:], backend='cuda')
+        _call(tensors, scale, backend='cuda')
     with pytest.raises(ValueError, match='padding must be >= 0'):
-        fdconv_dynamic_conv(*tensors[:3], scale, *tensors[3:], padding=-1)
+        _call(tensors, scale, padding=-1)
 
 
 def test_double_backward_is_rejected():
     tensors, scale = _inputs()
-    y = fdconv_dynamic_conv(*tensors[:3], scale, *tensors[3:], padding=1)
+    y = _call(tensors, scale, padding=1)
     (gx,) = torch.autograd.grad(y.square().sum(), tensors[0], create_graph=True)
     with pytest.raises(NotImplementedError, match='double backward'):
         gx.sum().backward()

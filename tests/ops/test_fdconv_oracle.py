@@ -3,7 +3,7 @@ gradients), and the lean FBM against explicit bands."""
 import pytest
 import torch
 
-from mmdynconv.ops import fdconv_dynamic_conv
+from mmdynconv.ops import FDConvAttention, FDConvWeight, fdconv_dynamic_conv
 from mmdynconv.ops.fdconv_fbm import frequency_band_mix, lowpass_masks
 from mmdynconv.ops.fdconv_oracle import fdconv_oracle, fdconv_weight_oracle, frequency_band_mix_oracle
 from mmdynconv.ops.fdconv_spectrum import (
@@ -95,10 +95,16 @@ def _op_inputs(b, ci, co, k, n, h, w, seed=0):
     return tensors, fourier_band_index(co * k, ci * k, n), spectrum_scale(ci, co) * n
 
 
+def _structures(tensors, band, scale):
+    """(FDConvWeight, FDConvAttention) of the dict :func:`_op_inputs` makes."""
+    weight = FDConvWeight(tensors['spectrum'], band, scale, tensors['local_weight'])
+    att = FDConvAttention(*(tensors[key] for key in ('kernel_att', 'local_feat', 'pos_att', 'in_att', 'out_att')))
+    return weight, att
+
+
 def _run(fn, tensors, band, scale, **kwargs):
     leaves = {key: (t.clone().requires_grad_() if t is not None else None) for key, t in tensors.items()}
-    y = fn(leaves['x'], leaves['spectrum'], band, scale, leaves['kernel_att'], leaves['local_feat'],
-           leaves['local_weight'], leaves['pos_att'], leaves['in_att'], leaves['out_att'], leaves['bias'], **kwargs)
+    y = fn(leaves['x'], *_structures(leaves, band, scale), leaves['bias'], **kwargs)
     grad = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
     (y * grad).sum().backward()
     return y.detach(), {key: t.grad for key, t in leaves.items() if t is not None}
@@ -142,13 +148,11 @@ def test_lean_op_partial_gradients():
     tensors, band, scale = _op_inputs(2, 4, 5, 3, 4, 5, 5)
     x = tensors['x'].clone().requires_grad_()
     pos = tensors['pos_att'].clone().requires_grad_()
-    y = fdconv_dynamic_conv(x, tensors['spectrum'], band, scale, tensors['kernel_att'], tensors['local_feat'],
-                            tensors['local_weight'], pos, tensors['in_att'], tensors['out_att'], padding=1)
+    y = fdconv_dynamic_conv(x, *_structures(dict(tensors, pos_att=pos), band, scale), padding=1)
     y.sum().backward()
     leaves = {key: t.clone().requires_grad_() if key in ('x', 'pos_att') else t for key, t in tensors.items()}
     leaves['bias'] = None
-    y_ref = fdconv_oracle(leaves['x'], leaves['spectrum'], band, scale, leaves['kernel_att'], leaves['local_feat'],
-                             leaves['local_weight'], leaves['pos_att'], leaves['in_att'], leaves['out_att'], padding=1)
+    y_ref = fdconv_oracle(leaves['x'], *_structures(leaves, band, scale), padding=1)
     y_ref.sum().backward()
     _close(x.grad, leaves['x'].grad)
     _close(pos.grad, leaves['pos_att'].grad)
@@ -164,9 +168,7 @@ def test_lean_op_gradient_subsets(wanted, fold, monkeypatch):
     results = []
     for fn, kwargs in ((fdconv_oracle, {}), (fdconv_dynamic_conv, dict(fold=fold))):
         leaves = {key: t.clone().requires_grad_(key in wanted) for key, t in tensors.items()}
-        y = fn(leaves['x'], leaves['spectrum'], band, scale, leaves['kernel_att'], leaves['local_feat'],
-               leaves['local_weight'], leaves['pos_att'], leaves['in_att'], leaves['out_att'], leaves['bias'],
-               padding=1, **kwargs)
+        y = fn(leaves['x'], *_structures(leaves, band, scale), leaves['bias'], padding=1, **kwargs)
         (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
         results.append({key: t.grad for key, t in leaves.items()})
     for key in tensors:
@@ -181,9 +183,7 @@ def test_lean_op_backward_twice_with_retained_graph(n):
     """The saved mixed kernels are released by the first backward; a second one recomputes them."""
     tensors, band, scale = _op_inputs(2, 4, 5, 3, n, 5, 5)
     spectrum = tensors['spectrum'].clone().requires_grad_()
-    y = fdconv_dynamic_conv(tensors['x'], spectrum, band, scale, tensors['kernel_att'], tensors['local_feat'],
-                            tensors['local_weight'], tensors['pos_att'], tensors['in_att'], tensors['out_att'],
-                            padding=1)
+    y = fdconv_dynamic_conv(tensors['x'], *_structures(dict(tensors, spectrum=spectrum), band, scale), padding=1)
     y.sum().backward(retain_graph=True)
     first = spectrum.grad.clone()
     y.sum().backward()
@@ -198,26 +198,22 @@ def test_fold_rule_picks_activations_for_wide_small_layers():
 
 def test_lean_op_bad_arguments():
     tensors, band, scale = _op_inputs(2, 4, 5, 3, 4, 5, 5)
-    args = [tensors[key] for key in ('x', 'spectrum')] + [band, scale] + [
-        tensors[key] for key in ('kernel_att', 'local_feat', 'local_weight', 'pos_att', 'in_att', 'out_att')]
+    weight, att = _structures(tensors, band, scale)
+    args = [tensors['x'], weight, att]
     with pytest.raises(TypeError, match='stride'):
         fdconv_dynamic_conv(*args, stride=1.5)
     with pytest.raises(TypeError, match='fold'):
         fdconv_dynamic_conv(*args, fold='yes')
-    bad = list(args)
-    bad[7] = None  # pos_att missing for k = 3
+    # pos_att missing for k = 3
     with pytest.raises(ValueError, match='pos_att'):
-        fdconv_dynamic_conv(*bad)
-    bad = list(args)
-    bad[8] = tensors['in_att'][:, :3]
+        fdconv_dynamic_conv(tensors['x'], weight, att._replace(pos_att=None))
     with pytest.raises(ValueError, match='in_att'):
-        fdconv_dynamic_conv(*bad)
+        fdconv_dynamic_conv(tensors['x'], weight, att._replace(in_att=tensors['in_att'][:, :3]))
 
 
 def test_lean_op_autocast_keeps_ffts_in_fp32():
     tensors, band, scale = _op_inputs(2, 4, 5, 3, 4, 6, 6)
-    args = [tensors[key] for key in ('x', 'spectrum')] + [band, scale] + [
-        tensors[key] for key in ('kernel_att', 'local_feat', 'local_weight', 'pos_att', 'in_att', 'out_att')]
+    args = [tensors['x'], *_structures(tensors, band, scale)]
     with torch.autocast('cpu', dtype=torch.bfloat16):
         y = fdconv_dynamic_conv(*args, padding=1)
     assert y.dtype == torch.bfloat16
@@ -230,8 +226,7 @@ def test_lean_op_autocast_keeps_ffts_in_fp32():
 def test_lean_op_pointwise_autocast():
     """The 1×1 batched-matmul path runs in the autocast dtype too."""
     tensors, band, scale = _op_inputs(2, 4, 5, 1, 4, 6, 6)
-    args = [tensors[key] for key in ('x', 'spectrum')] + [band, scale] + [
-        tensors[key] for key in ('kernel_att', 'local_feat', 'local_weight', 'pos_att', 'in_att', 'out_att')]
+    args = [tensors['x'], *_structures(tensors, band, scale)]
     for stride in (1, 2):
         with torch.autocast('cpu', dtype=torch.bfloat16):
             y = fdconv_dynamic_conv(*args, stride=stride)

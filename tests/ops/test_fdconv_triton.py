@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 import torch
-from test_fdconv_oracle import _close, _op_inputs, _run
+from test_fdconv_oracle import _close, _op_inputs, _run, _structures
 from tool_runner import compile_for_gpu
 
 from mmdynconv.ops import fdconv_dynamic_conv
@@ -55,9 +55,8 @@ def test_triton_backend_gradient_subsets(wanted):
     results = []
     for backend in ('reference', 'triton'):
         leaves = {key: t.clone().requires_grad_(key in wanted) for key, t in tensors.items()}
-        y = fdconv_dynamic_conv(leaves['x'], leaves['spectrum'], band, scale, leaves['kernel_att'],
-                                leaves['local_feat'], leaves['local_weight'], leaves['pos_att'], leaves['in_att'],
-                                leaves['out_att'], leaves['bias'], padding=1, fold=True, backend=backend)
+        y = fdconv_dynamic_conv(leaves['x'], *_structures(leaves, band, scale), leaves['bias'], padding=1, fold=True,
+                                backend=backend)
         (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
         results.append({key: t.grad for key, t in leaves.items()})
     for key in tensors:

@@ -11,7 +11,7 @@ import torch
 from torch_support import needs_custom_ops
 
 import mmdynconv.ops
-from mmdynconv.ops import fourier_band_index, spectrum_scale, weight_to_spectrum
+from mmdynconv.ops import FDConvAttention, FDConvWeight, fourier_band_index, spectrum_scale, weight_to_spectrum
 from mmdynconv.ops.backend import BACKENDS, ENV_VAR, triton_unusable_reason
 
 # op module -> its custom op's registered name (None: not a custom op)
@@ -44,17 +44,32 @@ def _inputs(op_name):
     if op_name == 'fdconv_dynamic_conv':
         b, ci, co, k, n = 2, 3, 4, 3, 2
         spectrum = weight_to_spectrum(torch.randn(co, ci, k, k, generator=gen)).requires_grad_()
-        return (rnd(b, ci, 5, 5), spectrum, fourier_band_index(co * k, ci * k, n), float(spectrum_scale(ci, co) * n),
-                rnd(b, n, offset=0.5), rnd(b, ci), rnd(co * k * k, 1, 3), rnd(b, k * k, offset=1.0),
-                rnd(b, ci, offset=1.0), rnd(b, co, offset=1.0)), dict(padding=1)
+        x = rnd(b, ci, 5, 5)
+        kernel_att, local_feat, local_weight = rnd(b, n, offset=0.5), rnd(b, ci), rnd(co * k * k, 1, 3)
+        weight = FDConvWeight(spectrum, fourier_band_index(co * k, ci * k, n), float(spectrum_scale(ci, co) * n),
+                              local_weight)
+        att = FDConvAttention(kernel_att, local_feat, rnd(b, k * k, offset=1.0), rnd(b, ci, offset=1.0),
+                              rnd(b, co, offset=1.0))
+        return (x, weight, att), dict(padding=1)
     raise KeyError(op_name)
+
+
+def _flat(args):
+    """``args`` with the tensors of a structure argument (FDConv's FDConvWeight / FDConvAttention) in its place."""
+    return [t for a in args for t in (a if isinstance(a, tuple) else (a,))]
 
 
 def _run(op, args, kwargs, backend):
     """Output and the gradients of <output, 1> for every floating leaf, in float64."""
     out = op(*args, **kwargs, backend=backend)
-    leaves = [a for a in args if torch.is_tensor(a) and a.requires_grad]
+    leaves = [a for a in _flat(args) if torch.is_tensor(a) and a.requires_grad]
     return [out.double()] + [g.double() for g in torch.autograd.grad(out.sum(), leaves)]
+
+
+def _to_cuda(a):
+    if isinstance(a, tuple):   # FDConv's FDConvWeight / FDConvAttention
+        return type(a)(*(_to_cuda(t) for t in a))
+    return a.detach().cuda().requires_grad_(a.requires_grad) if torch.is_tensor(a) else a
 
 
 @pytest.mark.parametrize('name', OP_MODULES)
@@ -103,7 +118,7 @@ def test_triton_backend_matches_the_reference_or_is_refused(name, monkeypatch):
     if not torch.cuda.is_available():
         monkeypatch.setenv('TRITON_INTERPRET', '1')
     else:
-        args = tuple(a.detach().cuda().requires_grad_(a.requires_grad) if torch.is_tensor(a) else a for a in args)
+        args = tuple(_to_cuda(a) for a in args)
     for tri, ref in zip(_run(op, args, kwargs, 'triton'), _run(op, args, kwargs, 'reference')):
         torch.testing.assert_close(tri, ref, rtol=1e-4, atol=1e-5)
 
