@@ -19,31 +19,17 @@ import contextlib
 import copy
 import io
 import itertools
-import types
 
 import torch
 from torch import nn
 
 from mmdynconv.layers import FDConv
-from mmdynconv.layers.fdconv_release import convert_release_layer
-from mmdynconv.utils.release_import import import_file
+from mmdynconv.layers.fdconv_release import convert_release_layer, import_fdconv_release
 
 CHANNELS = [(32, 32), (64, 64), (32, 64), (64, 32), (48, 96), (128, 64)]
 KERNELS = [(1, 1), (3, 1), (3, 2)]             # (k, stride); FBM on every 3×3 layer, as the release's default
 BANDS = [4, 8, 16]
 SIZES = [(14, 14), (25, 38), (9, 13)]
-
-
-def import_release(path):
-    """The release module, imported with stubs for its registry and timm imports."""
-    registry = types.SimpleNamespace(register_module=lambda *a, **k: (lambda cls: cls))
-    stubs = {'mmcv': types.ModuleType('mmcv'), 'mmcv.cnn': types.ModuleType('mmcv.cnn'),
-             'timm': types.ModuleType('timm'), 'timm.models': types.ModuleType('timm.models'),
-             'timm.models.layers': types.ModuleType('timm.models.layers')}
-    stubs['mmcv.cnn'].CONV_LAYERS = registry
-    stubs['timm.models.layers'].trunc_normal_ = nn.init.trunc_normal_
-    module = import_file(path, 'fdconv_release_module', stubs)
-    return module
 
 
 def supported(ci, co, k, n):
@@ -132,7 +118,7 @@ def main(argv=None):
                         help='samples per input (4; at 2 a training-mode BatchNorm over the pooled vectors outputs '
                              '±1 whatever its input, so the KSM trunk gradients are rounding noise)')
     args = parser.parse_args(argv)
-    release_cls = import_release(args.release).FDConv
+    release_cls = import_fdconv_release(args.release).FDConv
     torch.set_num_threads(1)
     overall = {'y': 0.0, 'grad_x': 0.0, 'param_grads': 0.0, 'non_scalar_param_grads': 0.0}
     cases, worst_case = 0, ''

@@ -12,12 +12,18 @@ Methods: ``plain`` (``nn.Conv2d``), ``fdconv`` (``FDConv.forward``, default opti
 automatic backend and FBM path), its two parts timed apart — ``fdconv_no_fbm`` (the same layer with
 ``use_fbm=False``: KSM, kernel assembly and the per-sample conv) and ``fbm`` (the FrequencyBandModulation module alone:
 its 3×3 attention conv and ``frequency_band_mix``) — on CUDA ``fdconv_torch`` (``backend='reference'``, no Triton
-kernels), and every other declared conv (the ``convs`` benchmark's baselines, and DDF), built from the registry with
-its defaults. The FDConv oracle is not run at these sizes. The FBM path can be forced with
-``MMDYNCONV_FBM_PATH=gemm|fft``.
+kernels), ``fdconv_release`` (the authors' released module with the same options, 64 bands, when the environment
+variable ``MMDYNCONV_FDCONV_RELEASE`` names its ``FDConv.py``; skipped otherwise), and every other declared conv (the
+``convs`` benchmark's baselines, and DDF), built from the registry with its defaults. The FDConv oracle is not run at
+these sizes. The FBM path can be forced with ``MMDYNCONV_FBM_PATH=gemm|fft``.
 """
+import contextlib
+import io
+import os
+
 import torch
 
+from ..layers.fdconv_release import RELEASE_ENV, import_fdconv_release
 from . import cases_convs
 from .common import module_case
 from .harness import Case
@@ -33,8 +39,8 @@ FULL_SHAPES = [
     ('seg', 'r50-s3-conv2', 256, 256, 3, 32, 32, 4), ('seg', 'r50-s4-conv2', 512, 512, 3, 16, 16, 4),
 ]
 SMALL_SHAPES = [('det', 'tiny-3x3', 16, 16, 3, 20, 30, 2), ('seg', 'tiny-3x3', 16, 16, 3, 16, 16, 2)]
-METHODS = ('plain', 'fdconv', 'fdconv_no_fbm', 'fbm', 'fdconv_torch') + tuple(cases_convs.DECLARED)
-PARTS = ('fdconv_no_fbm', 'fbm')   # FDConv's two parts, built here (the other methods by the convs benchmark's builder)
+METHODS = ('plain', 'fdconv', 'fdconv_no_fbm', 'fbm', 'fdconv_release', 'fdconv_torch') + tuple(cases_convs.DECLARED)
+PARTS = ('fdconv_no_fbm', 'fbm', 'fdconv_release')   # built here (the other methods by the convs benchmark's builder)
 
 
 def part_builder(method, shape, settings):
@@ -49,6 +55,11 @@ def part_builder(method, shape, settings):
         x = torch.randn(b, ci, h, w, device=device, requires_grad=True)
         if method == 'fbm':
             return module_case(FrequencyBandModulation(ci).to(device).train(), x)
+        if method == 'fdconv_release':
+            release = import_fdconv_release(os.environ[RELEASE_ENV]).FDConv
+            with contextlib.redirect_stdout(io.StringIO()):   # it prints its kernel_num
+                layer = release(ci, co, k, padding=k // 2, bias=False, kernel_num=64)
+            return module_case(layer.to(device).train(), x)
         extra = dict(kernel_num=cases_convs.SMALL_KERNEL_NUM) if settings.shapes == 'small' else {}
         layer = FDConv(ci, co, k, padding=k // 2, bias=False, use_fbm=False, **extra).to(device).train()
         return module_case(layer, x)
@@ -62,6 +73,10 @@ def shapes(settings):
 def cases(settings):
     # the convs benchmark's builder and skip reasons: the same layers, options and inputs at these shapes
     notes = {m: cases_convs.skip_reason('fdconv' if m in PARTS else m, settings) for m in METHODS}
+    if not notes['fdconv_release'] and not os.environ.get(RELEASE_ENV):
+        notes['fdconv_release'] = f"set {RELEASE_ENV} to the release's FDConv.py to measure it"
+    if notes['fdconv_release'] == '' and settings.shapes == 'small':
+        notes['fdconv_release'] = 'full shapes only'
     for dtype_name in settings.dtypes:
         if dtype_name != 'float32':
             print(f'fdconv_sizes: measured in float32 only (skipping {dtype_name})')

@@ -16,10 +16,17 @@ Only the release's published configuration converts: ``param_ratio = 1`` and ``p
 spatial group and no low-frequency attention; anything else is reported as an error.
 """
 import re
+import types
 
 import torch
+from torch import nn
 
-__all__ = ['RELEASE_MARKER', 'is_release_layout', 'convert_release_layer', 'convert_release_checkpoint']
+from ..utils.release_import import import_file
+
+__all__ = ['RELEASE_MARKER', 'RELEASE_ENV', 'is_release_layout', 'convert_release_layer', 'convert_release_checkpoint',
+           'import_fdconv_release']
+
+RELEASE_ENV = 'MMDYNCONV_FDCONV_RELEASE'   # path of the release's FDConv.py, for tools/benchmark.py fdconv_sizes
 
 RELEASE_MARKER = 'dft_weight'
 _HEADS = {'channel_fc': 'in_head', 'filter_fc': 'out_head', 'spatial_fc': 'pos_head', 'kernel_fc': 'kernel_head'}
@@ -121,3 +128,16 @@ def convert_release_checkpoint(state_dict):
     for prefix in prefixes:
         errors += convert_release_layer(state, prefix, None)
     return state, prefixes, errors
+
+
+def import_fdconv_release(path):
+    """The release's ``FDConv.py`` at ``path`` as a module (its class ``FDConv``), imported with stand-ins for its
+    ``mmcv.cnn.CONV_LAYERS`` registry and ``timm`` imports (nothing else changed); for the parity tool and the
+    benchmark. The file is not part of this repository."""
+    registry = types.SimpleNamespace(register_module=lambda *a, **k: (lambda cls: cls))
+    stubs = {'mmcv': types.ModuleType('mmcv'), 'mmcv.cnn': types.ModuleType('mmcv.cnn'),
+             'timm': types.ModuleType('timm'), 'timm.models': types.ModuleType('timm.models'),
+             'timm.models.layers': types.ModuleType('timm.models.layers')}
+    stubs['mmcv.cnn'].CONV_LAYERS = registry
+    stubs['timm.models.layers'].trunc_normal_ = nn.init.trunc_normal_
+    return import_file(path, 'fdconv_release_module', stubs)
