@@ -91,10 +91,10 @@ def cases(settings):
 
 BENCHMARK = Benchmark(
     name='fdconv_sizes', title='FDConv and the other dynamic convs at training resolutions', cases=cases,
-    baselines=('plain',),
+    baselines=('plain', 'fdconv_release'),   # the release's columns only where it was measured
     description='Forward+backward time (gradients of the input and all parameters) and peak memory of FDConv '
                 '(default options, 64 bands, training mode, float32) and its two parts apart (`fdconv_no_fbm`: '
                 'without FBM; `fbm`: the FBM module alone), the other dynamic convs and DDF (their '
                 'defaults) beside a plain conv of the same shape at the '
                 "3×3 convs of ResNet-50's stages: `det` under mmdet's 800×1216 input, batch 2; `seg` under a "
-                '512×512 UPerNet input, batch 4. Ratios to the plain conv.')
+                '512×512 UPerNet input, batch 4. Ratios to the plain conv, and to the release where it was measured.')
