@@ -429,7 +429,7 @@ PATH_ENV = 'MMDYNCONV_FBM_PATH'
 # Cost model (see :func:`choose_path`): the FFT path is taken when fbm_cost_ratio(H, W) >= FFT_CROSSOVER[device type].
 # CPU: measured with tools/fbm_crossover.py (docs/fdconv.md). Device types without a measurement (CUDA: no GPU run
 # yet) keep the GEMM path, the one the kernels and the release parity were established with.
-FFT_CROSSOVER = {'cpu': 6.0}
+FFT_CROSSOVER = {'cpu': 5.0}
 
 
 @functools.lru_cache(maxsize=256)
