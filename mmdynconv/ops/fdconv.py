@@ -150,9 +150,12 @@ def _forward(x, weight: FDConvWeight, att: FDConvAttention, bias, conv: _ConvOpt
         saved = x.new_empty(g.saved_tiles_shape(shared is not None), dtype=torch.float32) if shared is None else shared
         outputs = []
         for rows in g.chunks:
-            tiles = shared if shared is not None else kernels.tiles(rows)
-            if shared is None and g.save_tiles:
-                saved[rows] = tiles
+            if shared is not None:
+                tiles = shared
+            elif g.save_tiles:
+                tiles = kernels.tiles(rows, out=saved[rows])   # written once, straight into the saved buffer
+            else:
+                tiles = kernels.tiles(rows)
             w = _conv_weight(kernels.weight(tiles, kernels.sigma_or_none(rows), rows, dtype, in_place=True), g)
             outputs.append(per_sample_conv_forward(inp, w, rows, g))
             del w, tiles

@@ -51,9 +51,10 @@ class KernelAssembly:
         att = self.kernel_att[rows] * scale
         return att.index_select(1, self.band).view(att.shape[0], *self.spectrum.shape)
 
-    def tiles(self, rows):
+    def tiles(self, rows, out=None):
         """Mixed kernels 2·irfft2(spectrum·scale·π_b[band]) of samples ``rows`` in the (b, Co, k, k, Ci) layout;
-        (1, Co, k, k, Ci) without kernel attention."""
+        (1, Co, k, k, Ci) without kernel attention. ``out``: a contiguous tensor of that shape to write them into
+        (the torch path; one copy instead of two when the forward saves them)."""
         g = self.g
         if self.kernel_att is None:
             spec = (self.spectrum * self.forward_scale)[None]
@@ -65,6 +66,8 @@ class KernelAssembly:
         tiled = torch.fft.irfft2(spec, s=self.size, norm='forward')
         del spec
         tiles = tiled.view(-1, g.co, g.k, g.ci, g.k).transpose(3, 4)
+        if out is not None:
+            return out.copy_(tiles)
         return tiles if self.triton else tiles.contiguous()   # the Triton kernels read the tiled layout in place
 
     def sigma(self, rows):
