@@ -208,15 +208,25 @@ class FDConv(nn.Module):
     def _check_input(self, x):
         check_feature_map('FDConv', 'input', x, self.in_channels)
 
-    def _attentions(self, x):
-        """The per-sample :class:`~mmdynconv.ops.FDConvAttention` of KSM from the (B, Ci, H, W) input."""
+    def _require_dynamic(self, what):
+        if not self.dynamic:
+            raise RuntimeError(f'FDConv: {what} exists only for a dynamic layer; this one is a plain conv '
+                               f'(in_channels={self.in_channels}, kernel_size={self.kernel_size}: see '
+                               f'dynamic_min_channels / dynamic_kernel_sizes)')
+
+    def attentions(self, x):
+        """The per-sample :class:`~mmdynconv.ops.FDConvAttention` of KSM from the (B, Ci, H, W) input (the op's
+        ``att``; FBM, when the layer has it, runs on the input after this, in :meth:`forward`)."""
+        self._require_dynamic('attentions()')
         g = x.mean((2, 3))
         in_att, out_att, pos_att, kernel_att = self.ksm_global(g)
         return FDConvAttention(kernel_att=kernel_att, local_feat=self.ksm_local(g), pos_att=pos_att, in_att=in_att,
                                out_att=out_att)
 
-    def _fdconv_weight(self):
-        """The layer's static :class:`~mmdynconv.ops.FDConvWeight` (the KSM local conv weight included)."""
+    def op_weight(self):
+        """The layer's static :class:`~mmdynconv.ops.FDConvWeight` (the op's ``weight``; the KSM local conv weight
+        included)."""
+        self._require_dynamic('op_weight()')
         return FDConvWeight(self.spectrum, self.band_index, self.scale, self.ksm_local.weight)
 
     @property
@@ -240,17 +250,17 @@ class FDConv(nn.Module):
         self._check_input(x)
         if not self.dynamic:
             return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        att = self._attentions(x)
+        att = self.attentions(x)
         if self._mode == 'export':
             if self.fbm is not None:
                 x = self.fbm.forward_oracle(x)
-            return fdconv_oracle(x, self._fdconv_weight(), att, bias=self.bias, stride=self.stride,
+            return fdconv_oracle(x, self.op_weight(), att, bias=self.bias, stride=self.stride,
                                  padding=self.padding, dilation=self.dilation)
         if self.fbm is not None:
             x = self.fbm(x)
         if self._mode == 'inference' and not self.training and not torch.is_grad_enabled():
             return inference_conv(self, x, att)
-        return fdconv_dynamic_conv(x, self._fdconv_weight(), att, bias=self.bias, stride=self.stride,
+        return fdconv_dynamic_conv(x, self.op_weight(), att, bias=self.bias, stride=self.stride,
                                    padding=self.padding, dilation=self.dilation, fold=self.fold_channel_attention,
                                    backend=self.backend)
 

@@ -256,3 +256,19 @@ def test_bad_input():
         layer(torch.randn(2, 16, 8, 8))
     with pytest.raises(ValueError, match=r'\(B, 24, H, W\)'):
         layer(torch.randn(24, 8, 8))
+
+
+def test_op_weight_and_attentions_are_the_ops_arguments():
+    """forward = fdconv_dynamic_conv(x, op_weight(), attentions(x)) without FBM; a plain (fallback) layer has
+    neither and says so."""
+    from mmdynconv.ops import fdconv_dynamic_conv
+    torch.manual_seed(0)
+    layer = FDConv(32, 32, 3, padding=1, bias=True, kernel_num=4, use_fbm=False).eval()
+    x = torch.randn(2, 32, 7, 9)
+    y = fdconv_dynamic_conv(x, layer.op_weight(), layer.attentions(x), bias=layer.bias, padding=1)
+    assert torch.equal(y, layer(x))
+    plain = FDConv(8, 8, 3, padding=1)
+    assert not plain.dynamic
+    for call in (plain.op_weight, lambda: plain.attentions(x)):
+        with pytest.raises(RuntimeError, match='only for a dynamic layer'):
+            call()
