@@ -32,11 +32,18 @@ def environment(device):
     return f'torch {torch.__version__}, {tri}, Python {platform.python_version()}; {where};{load} {now}'
 
 
-def command_line(argv=None):
-    """The command as typed (``python tools/...`` plus its arguments)."""
+# environment variables that change what a benchmark measures: shown before the command when set
+COMMAND_ENV = ('MMDYNCONV_BACKEND', 'MMDYNCONV_FBM_PATH', 'MMDYNCONV_FDCONV_RELEASE')
+
+
+def command_line(argv=None, environ=None):
+    """The command as typed (``python tools/...`` plus its arguments), preceded by the :data:`COMMAND_ENV`
+    variables that are set."""
     argv = sys.argv if argv is None else argv
+    environ = os.environ if environ is None else environ
     script = os.path.relpath(argv[0]) if os.path.isabs(argv[0]) else argv[0]
-    return 'python ' + ' '.join(shlex.quote(a) for a in [script, *argv[1:]])
+    env = [f'{name}={shlex.quote(environ[name])}' for name in COMMAND_ENV if environ.get(name)]
+    return ' '.join(env + ['python'] + [shlex.quote(a) for a in [script, *argv[1:]]])
 
 
 def columns(rows):

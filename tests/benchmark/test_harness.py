@@ -83,3 +83,12 @@ def test_a_method_skipped_everywhere_is_one_short_line():
     rows = [dict(group=g, method=m, fwd_ms=1.0) for g in 'ab' for m in ('x',)]
     rows += [dict(group=g, method='gpu', note='skipped: needs CUDA') for g in 'ab']
     assert markdown_table(rows).splitlines()[-1] == '- not measured: `gpu` (every case) — skipped: needs CUDA'
+
+
+def test_command_line_shows_the_environment_that_changes_a_measurement():
+    from mmdynconv.benchmark.report import command_line
+    argv = ['tools/benchmark.py', 'fdconv_sizes', '--clock', 'cpu']
+    assert command_line(argv, {}) == 'python tools/benchmark.py fdconv_sizes --clock cpu'
+    env = {'MMDYNCONV_FDCONV_RELEASE': '/x/FDConv.py', 'MMDYNCONV_FBM_PATH': 'fft', 'HOME': '/root'}
+    assert command_line(argv, env) == ('MMDYNCONV_FBM_PATH=fft MMDYNCONV_FDCONV_RELEASE=/x/FDConv.py '
+                                       'python tools/benchmark.py fdconv_sizes --clock cpu')
