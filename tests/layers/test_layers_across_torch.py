@@ -5,12 +5,12 @@ The fixture ``tests/fixtures/layers_float64.pt`` was recorded on torch 2.13 by
     python tests/layers/test_layers_across_torch.py --record [NAME ...]
 
 for each layer registered by mmdynconv.layers (or only the named ones, replaced or added in the existing fixture):
-its constructor arguments, input (and the guidance of a guided upsampler, ``takes_guidance``), state dict, and the
-numbers of one training step (train-mode output, input and parameter gradients, the output after an SGD step). The
-test rebuilds each layer from the registry on the running torch, loads the recorded state, repeats the step and
-compares. FDConv assembles its kernel and computes FBM's spectra in float32 also for float64 inputs, so its numbers
-carry float32 rounding, which may differ between torch releases (FFT back ends); it is compared at a float32
-tolerance.
+its constructor arguments (the common ones and its declaration's ``small`` arguments), input (and the guidance of a
+guided upsampler, ``takes_guidance``), state dict, and the numbers of one training step (train-mode output, input and
+parameter gradients, the output after an SGD step). The test rebuilds each layer from the registry on the running
+torch, loads the recorded state, repeats the step and compares. FDConv assembles its kernel and computes FBM's
+spectra in float32 also for float64 inputs, so its numbers carry float32 rounding, which may differ between torch
+releases (FFT back ends); it is compared at a float32 tolerance.
 """
 import functools
 import inspect
@@ -22,11 +22,10 @@ import torch
 from mmengine.registry import MODELS
 
 import mmdynconv.layers  # noqa: F401  (registers the layers)
+from mmdynconv.layers.declarations import declaration
 
 FIXTURE = osp.join(osp.dirname(osp.dirname(__file__)), 'fixtures', 'layers_float64.pt')
 CHANNELS, SIZE = 16, (7, 9)
-# Arguments beyond the common ones, where a layer's default is too large for a small, fast case.
-EXTRA = {'FDConv': dict(kernel_num=4), 'fade': dict(compressed_channels=16)}
 # max |actual - expected| relative to max |expected|
 TOLERANCE = {'FDConv': 1e-5}
 DEFAULT_TOLERANCE = 1e-10
@@ -47,7 +46,7 @@ def layer_args(name, cls):
     else:
         raise AssertionError(f'{name}: neither a conv (in_channels, ...) nor an upsampler (channels, scale_factor); '
                              'add its build arguments to this test')
-    return dict(args, **EXTRA.get(name, {}))
+    return dict(args, **declaration(name).small)   # the layer's small-case arguments, from its declaration
 
 
 def train_step(layer, x, guidance=None):
