@@ -1,11 +1,10 @@
 """SegFormer's all-MLP decode head with its upsampling done by modules built from ``upsample_cfg``, registry type
 ``'UpsamplerSegformerHead'`` (the setting in which FADE and SAPA report their segmentation results, docs/fade.md)."""
 import torch
-from mmengine.model import ModuleList
 from mmengine.registry import MODELS
 from mmseg.models.decode_heads import SegformerHead
 
-from ..necks.upsampler_fpn import build_fpn_upsampler, upsample_to
+from ..necks.upsampler_fpn import build_upsampler_list, upsample_to
 
 __all__ = ['UpsamplerSegformerHead']
 
@@ -27,13 +26,8 @@ class UpsamplerSegformerHead(SegformerHead):
     def __init__(self, upsample_cfg=None, **kwargs):
         super().__init__(**kwargs)
         self.upsample_cfg = None if upsample_cfg is None else dict(upsample_cfg)
-        self.upsamplers = None
-        if self.upsample_cfg is not None:
-            if 'type' not in self.upsample_cfg:
-                raise ValueError(f'UpsamplerSegformerHead: upsample_cfg needs a type, got {upsample_cfg!r}')
-            steps = sum(range(len(self.in_channels)))
-            self.upsamplers = ModuleList([build_fpn_upsampler(self.upsample_cfg, self.channels)
-                                          for _ in range(steps)])
+        steps = sum(range(len(self.in_channels)))
+        self.upsamplers = build_upsampler_list(self.upsample_cfg, self.channels, steps, 'UpsamplerSegformerHead')
 
     def forward(self, inputs):
         if self.upsamplers is None:

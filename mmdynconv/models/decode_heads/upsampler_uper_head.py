@@ -1,12 +1,11 @@
 """UPerNet's decode head with the ×2 upsampling of its top-down (FPN) path done by modules built from
 ``upsample_cfg``, registry type ``'UpsamplerUPerHead'``."""
 import torch
-from mmengine.model import ModuleList
 from mmengine.registry import MODELS
 from mmseg.models.decode_heads import UPerHead
 from mmseg.models.utils import resize
 
-from ..necks.upsampler_fpn import build_fpn_upsampler, upsample_to
+from ..necks.upsampler_fpn import build_upsampler_list, upsample_to
 
 __all__ = ['UpsamplerUPerHead']
 
@@ -28,12 +27,8 @@ class UpsamplerUPerHead(UPerHead):
     def __init__(self, upsample_cfg=None, **kwargs):
         super().__init__(**kwargs)
         self.upsample_cfg = None if upsample_cfg is None else dict(upsample_cfg)
-        self.upsamplers = None
-        if self.upsample_cfg is not None:
-            if 'type' not in self.upsample_cfg:
-                raise ValueError(f'UpsamplerUPerHead: upsample_cfg needs a type, got {upsample_cfg!r}')
-            self.upsamplers = ModuleList([build_fpn_upsampler(self.upsample_cfg, self.channels)
-                                          for _ in range(len(self.in_channels) - 1)])
+        steps = len(self.in_channels) - 1
+        self.upsamplers = build_upsampler_list(self.upsample_cfg, self.channels, steps, 'UpsamplerUPerHead')
 
     def _forward_feature(self, inputs):
         if self.upsamplers is None:

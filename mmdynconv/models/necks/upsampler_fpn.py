@@ -13,7 +13,7 @@ from mmcv.cnn import ConvModule, build_upsample_layer
 from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import MODELS
 
-__all__ = ['build_fpn_upsampler', 'guidance_of_size', 'upsample_to', 'UpsamplerFPN']
+__all__ = ['build_fpn_upsampler', 'build_upsampler_list', 'guidance_of_size', 'upsample_to', 'UpsamplerFPN']
 
 EXTRA_CONVS = ('on_input', 'on_lateral', 'on_output')
 INTERPOLATION_TYPES = ('nearest', 'bilinear', 'bicubic')
@@ -45,6 +45,17 @@ def build_fpn_upsampler(cfg, channels, scale_factor=2):
         cfg.setdefault('upsample_kernel', 3)
         return build_upsample_layer(cfg, in_channels=channels, out_channels=channels, scale_factor=scale_factor)
     return build_upsample_layer(cfg, channels=channels, scale_factor=scale_factor)
+
+
+def build_upsampler_list(upsample_cfg, channels, count, owner):
+    """``count`` ×2 upsamplers built by :func:`build_fpn_upsampler` in an mmengine ``ModuleList`` (their own
+    ``init_weights`` run after the owner's), or None without ``upsample_cfg``; a config without a ``type`` is a
+    ValueError naming ``owner``."""
+    if upsample_cfg is None:
+        return None
+    if 'type' not in upsample_cfg:
+        raise ValueError(f'{owner}: upsample_cfg needs a type, got {upsample_cfg!r}')
+    return ModuleList([build_fpn_upsampler(upsample_cfg, channels) for _ in range(count)])
 
 
 def guidance_of_size(lateral, h, w):
