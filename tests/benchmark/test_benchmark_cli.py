@@ -3,7 +3,7 @@ import csv
 
 import pytest
 
-from mmdynconv.benchmark.cli import main, parse_args
+from mmdynconv.benchmark.cli import KEEP_MARKER, main, parse_args
 from mmdynconv.benchmark.registry import ALL
 from mmdynconv.ops import triton_available, triton_interpreter_enabled
 
@@ -16,7 +16,10 @@ def rows_of(path):
 
 def test_all_small_writes_every_table_and_the_docs(tmp_path, capsys):
     docs = tmp_path / 'benchmarks.md'
+    kept = f'{KEEP_MARKER}\n\n## Whole models\n\na run outside --all\n'
+    docs.write_text('# Benchmarks\n\nan older page\n\n' + kept)
     assert main(['--all', *FAST, '--out', str(tmp_path), '--docs', str(docs)]) == 0
+    assert docs.read_text().endswith('\n' + kept) and 'an older page' not in docs.read_text()
     for name in ALL:
         for ext in ('csv', 'md', 'png'):
             assert (tmp_path / f'{name}_cpu.{ext}').stat().st_size > 0, (name, ext)
