@@ -2,10 +2,11 @@
 
 Models: mmdet's Faster R-CNN R50-FPN (``det``: 800×1216 input, batch 2) and mmseg's UPerNet R50 (``seg``: 512×512,
 batch 4, its SyncBN replaced by BN: one process). Methods: ``plain`` (the config as mmdet / mmseg ship it) and every
-declared layer variant that applies to it (:mod:`mmdynconv.models.variants`: backbone variants to both, FPN-upsampler
-variants to Faster R-CNN only; UPerNet has no FPN neck). One step is ``model.loss`` on a synthetic batch (random
-image, 3 random boxes per image / a random 150-class label map, seeded) and the backward of the summed losses into
-every parameter that receives a gradient; the rows give its time and peak memory, with ratios to the plain model.
+declared layer variant that applies to it (:mod:`mmdynconv.models.variants`: backbone variants to both, upsampler
+variants to Faster R-CNN's FPN and to UPerNet's ``UPerHead`` top-down path). One step is ``model.loss`` on a
+synthetic batch (random image, 3 random boxes per image / a random 150-class label map, seeded) and the backward of
+the summed losses into every parameter that receives a gradient; the rows give its time and peak memory, with ratios
+to the plain model.
 ``--shapes small``: 128×128 (det, batch 1) and 64×64 (seg, batch 2) inputs (the pipeline check).
 """
 import torch

@@ -161,7 +161,9 @@ PLACEMENT_RULES = dict(
                 '`dcn` / `plugins`)',
     dcn_slot='conv2 of every Bottleneck, through the ResNet\'s `dcn` slot; needs a Bottleneck ResNet (depth 50-152)',
     fpn_upsampler='the FPN\'s top-down x2 upsampling, by `UpsamplerFPN` (guided upsamplers get the finer lateral); '
-                  'needs `model.neck` an mmdet / mmseg `FPN`')
+                  'needs `model.neck` an mmdet / mmseg `FPN`, or, in mmseg without a neck, a `UPerHead` (its top-down '
+                  'path, by `UpsamplerUPerHead`) or `SegformerHead` decode head (its resizes to the finest level, by '
+                  '`UpsamplerSegformerHead`)')
 
 
 def variants_table():

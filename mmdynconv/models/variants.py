@@ -14,14 +14,16 @@ where its paper does: conv1-3 of every Bottleneck (conv1-2 of every BasicBlock) 
 ODConv (stem and shortcut projections stay plain); conv2 of every Bottleneck for DDF (the ``dcn`` slot; no BasicBlock
 placement exists). Neck variants replace mmdet's / mmseg's ``FPN`` by :class:`~.necks.UpsamplerFPN` with the
 layer as the top-down ×2 upsampler; everything else about the FPN is kept (mmseg's exclusive ``end_level`` and
-``extra_convs_on_inputs`` are translated).
+``extra_convs_on_inputs`` are translated). An mmseg model without a neck whose head has its own top-down path
+(``UPerHead``, ``SegformerHead``) gets the head's upsampler version instead (``UpsamplerUPerHead``,
+``UpsamplerSegformerHead``), its other arguments kept.
 """
 import copy
 from dataclasses import dataclass
 from typing import Callable, Dict
 
 __all__ = ['VariantNotApplicable', 'ConfigVariant', 'config_variant', 'block_convs_backbone', 'dcn_slot_backbone',
-           'fpn_upsampler_neck', 'applicable_variants']
+           'fpn_upsampler_neck', 'applicable_variants', 'UPSAMPLER_HEADS']
 
 BASIC_DEPTHS = (18, 34)
 BOTTLENECK_DEPTHS = (50, 101, 152)
@@ -147,7 +149,8 @@ def dcn_slot_backbone(model, variant, scope):
 
 # --- necks -----------------------------------------------------------------------------------------------------
 
-_FPN_NEEDS = "of type mmdet / mmseg 'FPN' (one neck, not a list)"
+_FPN_NEEDS = ("of type mmdet / mmseg 'FPN' (one neck, not a list), or none with an mmseg decode_head of type "
+              "'UPerHead' / 'SegformerHead'")
 
 
 def _upsampler_fpn(model, variant, scope, upsample_cfg):
@@ -169,8 +172,28 @@ def _upsampler_fpn(model, variant, scope, upsample_cfg):
     return model
 
 
+# mmseg heads with an FPN-like top-down path of their own, and their upsampler versions (:mod:`..decode_heads`)
+UPSAMPLER_HEADS = dict(UPerHead='UpsamplerUPerHead', SegformerHead='UpsamplerSegformerHead')
+
+
+def _upsampler_head(model, scope):
+    """The mmseg decode head (a dict) an upsampler variant goes into when the model has no neck, else None."""
+    head = model.get('decode_head')
+    if scope != 'mmseg' or model.get('neck') is not None or not isinstance(head, dict):
+        return None
+    kind_scope, kind = _type_name(head, scope)
+    return head if kind_scope == 'mmseg' and kind in UPSAMPLER_HEADS else None
+
+
 def fpn_upsampler_neck(model, variant, scope):
-    """``'fpn_upsampler'``: the FPN as ``UpsamplerFPN`` with ``variant.cfg`` as its top-down upsampler."""
+    """``'fpn_upsampler'``: the FPN as ``UpsamplerFPN`` with ``variant.cfg`` as its top-down upsampler; in an mmseg
+    model without a neck whose decode head is ``UPerHead`` or ``SegformerHead``, that head's upsampler version
+    (``UpsamplerUPerHead``: its top-down path; ``UpsamplerSegformerHead``: its resizes to the finest level)."""
+    head = _upsampler_head(model, scope)
+    if head is not None:
+        kind = _type_name(head, scope)[1]
+        model['decode_head'] = dict(head, type=UPSAMPLER_HEADS[kind], upsample_cfg=dict(variant.cfg))
+        return model
     return _upsampler_fpn(model, variant.name, scope, variant.cfg)
 
 

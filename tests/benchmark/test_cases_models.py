@@ -13,8 +13,9 @@ pytestmark = pytest.mark.openmmlab
 
 def test_variants_per_model():
     assert cases_models.variants('det') == ['plain', *CONFIG_VARIANTS]               # ResNet-50 + FPN: all apply
-    backbone = [n for n, v in CONFIG_VARIANTS.items() if v.part == 'backbone']
-    assert cases_models.variants('seg') == ['plain', *backbone]                     # UPerNet: no FPN neck
+    assert cases_models.variants('seg') == ['plain', *CONFIG_VARIANTS]               # upsamplers: in UPerHead
+    scope, model = cases_models.model_config('seg', 'CARAFE')
+    assert model.decode_head.type == 'UpsamplerUPerHead' and model.decode_head.norm_cfg.type == 'BN'
 
 
 def test_model_configs_replace_sync_bn_and_apply_the_variant():

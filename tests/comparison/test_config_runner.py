@@ -1,6 +1,6 @@
 """tools/compare_layers.py --config: the variants' config transforms (RetinaNet / FCOS R18, UPerNet V1c-18, semantic
-FPN) and their refusals, file variants (--variant-config), the per-run configs and commands, an end-to-end run with
-mid-run resume, and a two-process gloo run through torch.distributed.run."""
+FPN, SegFormer) and their refusals, file variants (--variant-config), the per-run configs and commands, an end-to-end
+run with mid-run resume, and a two-process gloo run through torch.distributed.run."""
 import csv
 import json
 import os.path as osp
@@ -78,15 +78,50 @@ def test_fcos_variant_models_build_and_run():
 def test_upernet_resnet_v1c_18():
     cfg = _cfg(UPERNET)
     done, refused = applicable_variants(cfg.model, 'mmseg')
-    assert set(done) == set(BACKBONE) - {'DDF'}
+    assert set(done) == set(CONFIG_VARIANTS) - {'DDF'} and set(refused) == {'DDF'}
     assert done['FDConv']['backbone']['type'] == 'FDConvResNetV1c'
     assert done['CondConv']['backbone']['type'] == 'DynamicConvResNetV1c'
-    for name in NECK:  # UPerNet has no FPN neck (its FPN is inside UPerHead)
-        assert f"variant '{name}'" in refused[name] and 'model.neck' in refused[name] and "'FPN'" in refused[name]
-    with pytest.raises(ConfigRefused, match="'DDF-Up' cannot transform this config: it needs model.neck"):
-        plan_variants(cfg, ['FDConv', 'DDF-Up'])
-    models, _ = plan_variants(cfg, ['FDConv'])
-    assert list(models) == ['plain', 'FDConv']
+    plain_head = cfg.model.decode_head.to_dict()
+    for name in NECK:  # UPerNet has no neck: the upsamplers go into UPerHead's own top-down path
+        head = done[name]['decode_head']
+        assert head['type'] == 'UpsamplerUPerHead' and head['upsample_cfg']['type']
+        assert {k: v for k, v in head.items() if k not in ('type', 'upsample_cfg')} == \
+            {k: v for k, v in plain_head.items() if k != 'type'}
+        assert done[name]['backbone'] == plain_backbone(cfg) and 'neck' not in done[name]
+    models, _ = plan_variants(cfg, ['FDConv', 'DDF-Up'])
+    assert list(models) == ['plain', 'FDConv', 'DDF-Up']
+    with pytest.raises(ConfigRefused, match="'DDF' cannot transform this config: it needs model.backbone.depth"):
+        plan_variants(cfg, ['FDConv', 'DDF'])
+
+
+def test_segformer_head_and_heads_without_a_top_down_path():
+    segformer = _cfg('mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py')
+    head = CONFIG_VARIANTS['FADE'].apply(segformer.model, 'mmseg')['decode_head']
+    assert head['type'] == 'UpsamplerSegformerHead' and head['upsample_cfg']['type'] == 'fade'
+    deeplab = _cfg('mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-80k_ade20k-512x512.py')   # ASPPHead: no top-down path
+    with pytest.raises(VariantNotApplicable, match="'CARAFE' cannot transform this config: it needs model.neck of "
+                                                   "type mmdet / mmseg 'FPN'.*'UPerHead' / 'SegformerHead'"):
+        CONFIG_VARIANTS['CARAFE'].apply(deeplab.model, 'mmseg')
+
+
+def test_upernet_upsampler_variant_builds_and_trains():
+    import torch
+    from mmengine.config import ConfigDict
+    from mmengine.registry import DefaultScope, init_default_scope
+    from mmseg.registry import MODELS
+    cfg = _cfg(UPERNET)
+    init_default_scope('mmseg')
+    model_cfg = CONFIG_VARIANTS['SAPA'].apply(cfg.model, 'mmseg')
+    model_cfg['backbone']['init_cfg'] = None
+    model_cfg['backbone']['norm_cfg'] = model_cfg['decode_head']['norm_cfg'] = dict(type='BN', requires_grad=True)
+    model_cfg['auxiliary_head']['norm_cfg'] = dict(type='BN', requires_grad=True)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(ConfigDict(model_cfg)).train()
+    assert type(model.decode_head).__name__ == 'UpsamplerUPerHead' and len(model.decode_head.upsamplers) == 3
+    x = torch.randn(2, 3, 64, 64)
+    out = model.decode_head(model.extract_feat(x))
+    assert out.shape == (2, 150, 16, 16)
+    out.mean().backward()
 
 
 def test_mmseg_fpn_translation_and_v1d():
@@ -124,9 +159,9 @@ def test_cli_refuses_before_running(tmp_path, capsys):
     config = tmp_path / 'upernet.py'
     config.write_text(f'_base_ = {UPERNET!r}\n')
     out = tmp_path / 'out'
-    assert tool.main(['--config', str(config), '--variants', 'FDConv,CARAFE', '--out', str(out)]) == 2
+    assert tool.main(['--config', str(config), '--variants', 'FDConv,DDF', '--out', str(out)]) == 2
     err = capsys.readouterr().err
-    assert "variant 'CARAFE' cannot transform this config: it needs model.neck" in err and not out.exists()
+    assert "variant 'DDF' cannot transform this config: it needs model.backbone.depth" in err and not out.exists()
     for args, message in ((['--quick'], '--quick: options of the demo preset'),
                           (['--preset', 'demo'], 'exclude each other'),
                           (['--gpus', '2'], 'need --launcher pytorch')):
