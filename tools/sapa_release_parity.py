@@ -27,7 +27,6 @@ them into our layer and compares.
 import argparse
 import itertools
 import os.path as osp
-import sys
 import types
 
 import torch
@@ -60,30 +59,15 @@ def import_release(root):
     ``sim_`` / ``atn_`` as ``sapa.sim`` / ``sapa.atn`` and torch's ``trunc_normal_`` as timm's."""
     cuda_only = types.ModuleType('sapa_func')   # forward_check.py imports the CUDA ops; it uses its own sim_, atn_
     cuda_only.sim = cuda_only.atn = None
-    stubs = {'sapa_func': cuda_only}
-    saved = {}
-
-    def install(names):
-        for name, module in names.items():
-            saved.setdefault(name, sys.modules.get(name))
-            sys.modules[name] = module
-
-    try:
-        install(stubs)
-        check = import_file(osp.join(root, 'sapa', 'sapa', 'forward_check.py'), 'sapa_release_forward_check')
-        package = types.ModuleType('sapa')
-        package.sim, package.atn = check.sim_, check.atn_
-        timm = {name: types.ModuleType(name) for name in ('timm', 'timm.models', 'timm.models.layers')}
-        timm['timm.models.layers'].trunc_normal_ = nn.init.trunc_normal_
-        install(dict(timm, sapa=package))
-        return {name: import_file(osp.join(root, name), f'sapa_release_{name[:-3]}')
-                for name in ('SAPA.py', 'SAPAExp.py')}
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = old
+    check = import_file(osp.join(root, 'sapa', 'sapa', 'forward_check.py'), 'sapa_release_forward_check',
+                        {'sapa_func': cuda_only})
+    package = types.ModuleType('sapa')
+    package.sim, package.atn = check.sim_, check.atn_
+    stubs = {name: types.ModuleType(name) for name in ('timm', 'timm.models', 'timm.models.layers')}
+    stubs['timm.models.layers'].trunc_normal_ = nn.init.trunc_normal_
+    stubs['sapa'] = package
+    return {name: import_file(osp.join(root, name), f'sapa_release_{name[:-3]}', stubs)
+            for name in ('SAPA.py', 'SAPAExp.py')}
 
 
 def build_release(modules, variant, channels, up_kernel, scale, embedding):
