@@ -2,22 +2,14 @@
 the finer lateral), odd sizes, errors."""
 import pytest
 import torch
+from head_helpers import levels, record_fade_calls
 from mmengine.registry import MODELS
 from mmseg.models.decode_heads import UPerHead
 
 import mmdynconv  # noqa: F401
-from mmdynconv.layers import FADE
 
 KWARGS = dict(in_channels=[8, 16, 24, 32], in_index=[0, 1, 2, 3], channels=16, pool_scales=(1, 2, 3, 6),
               dropout_ratio=0.1, num_classes=5, norm_cfg=dict(type='BN', requires_grad=True), align_corners=False)
-
-
-def levels(h=34, w=26, batch=2):
-    out = []
-    for c in KWARGS['in_channels']:
-        out.append(torch.randn(batch, c, h, w))
-        h, w = (h + 1) // 2, (w + 1) // 2
-    return out
 
 
 def head(**kwargs):
@@ -29,7 +21,7 @@ def test_without_upsample_cfg_it_is_mmsegs_head():
     official = UPerHead(**KWARGS).eval()
     ours = head().eval()
     ours.load_state_dict(official.state_dict())
-    feats = levels()
+    feats = levels(KWARGS['in_channels'])
     assert torch.equal(ours(feats), official(feats))
 
 
@@ -40,7 +32,7 @@ def test_top_down_upsamplers_train(cfg):
     torch.manual_seed(0)
     h = head(upsample_cfg=cfg).train()
     assert len(h.upsamplers) == 3
-    feats = [f.requires_grad_() for f in levels()]
+    feats = [f.requires_grad_() for f in levels(KWARGS['in_channels'])]
     y = h(feats)
     assert y.shape == (2, 5, 34, 26)
     y.square().mean().backward()
@@ -50,15 +42,9 @@ def test_top_down_upsamplers_train(cfg):
 def test_guidance_is_the_finer_lateral(monkeypatch):
     torch.manual_seed(0)
     h = head(upsample_cfg=dict(type='fade', up_kernel=3)).eval()
-    feats = levels(32, 32)
+    feats = levels(KWARGS['in_channels'], 32, 32)
     laterals = [conv(x) for conv, x in zip(h.lateral_convs, feats)]
-    calls = []
-    original = FADE.forward
-
-    def spy(self, x, guidance):
-        calls.append((list(h.upsamplers).index(self), tuple(x.shape[2:]), guidance))
-        return original(self, x, guidance)
-    monkeypatch.setattr(FADE, 'forward', spy)
+    calls = record_fade_calls(monkeypatch, h.upsamplers)
     h(feats)
     assert [(i, s) for i, s, _ in calls] == [(2, (4, 4)), (1, (8, 8)), (0, (16, 16))]
     assert all(torch.equal(g, laterals[i]) for i, _, g in calls)
