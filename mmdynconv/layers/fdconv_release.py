@@ -21,8 +21,6 @@ import types
 import torch
 from torch import nn
 
-from ..utils.release_import import import_file
-
 __all__ = ['RELEASE_MARKER', 'RELEASE_ENV', 'is_release_layout', 'convert_release_layer', 'convert_release_checkpoint',
            'import_fdconv_release']
 
@@ -134,6 +132,8 @@ def import_fdconv_release(path):
     """The release's ``FDConv.py`` at ``path`` as a module (its class ``FDConv``), imported with stand-ins for its
     ``mmcv.cnn.CONV_LAYERS`` registry and ``timm`` imports (nothing else changed); for the parity tool and the
     benchmark. The file is not part of this repository."""
+    from ..utils.release_import import import_file  # here: loading a layer never needs it
+
     registry = types.SimpleNamespace(register_module=lambda *a, **k: (lambda cls: cls))
     stubs = {'mmcv': types.ModuleType('mmcv'), 'mmcv.cnn': types.ModuleType('mmcv.cnn'),
              'timm': types.ModuleType('timm'), 'timm.models': types.ModuleType('timm.models'),
